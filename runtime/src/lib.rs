@@ -1,0 +1,59 @@
+//! The engine behind [`exactly`](https://docs.rs/exactly): durable workflows whose
+//! status and step outputs are checkpointed in PostgreSQL.
+//!
+//! Users depend on the `exactly` crate, which re-exports this crate's API together
+//! with the attribute macros.
+
+#![warn(missing_docs)]
+
+mod error;
+pub mod registry;
+pub mod runtime;
+mod store;
+mod workflow;
+
+pub use error::{Error, Result};
+pub use runtime::{Runtime, RuntimeBuilder, launch};
+pub use store::{WorkflowState, WorkflowStatus};
+pub use workflow::call::{StartOptions, WorkflowCall, WorkflowHandle};
+pub use workflow::context::workflow_id;
+pub use workflow::step::{run_step, run_step_with};
+
+/// Items the macro expansions use. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use futures_util::future::BoxFuture;
+    pub use inventory;
+    pub use serde;
+    pub use serde_json;
+
+    pub use crate::registry::{Location, Outcome, StepRegistration, StepSpec, WorkflowRegistration, WorkflowSpec};
+
+    use crate::error::{Error, Result};
+
+    /// Encodes a workflow's arguments (a tuple of references) as its JSON inputs.
+    pub fn encode_inputs<T: serde::Serialize>(workflow: &str, args: &T) -> Result<String> {
+        serde_json::to_string(args).map_err(|source| Error::Serialization {
+            action: "encode",
+            what: format!("the inputs of workflow `{workflow}`"),
+            source,
+        })
+    }
+
+    /// Decodes a workflow's JSON inputs into its argument tuple.
+    pub fn decode_inputs<T: serde::de::DeserializeOwned>(workflow: &str, inputs: &str) -> std::result::Result<T, String> {
+        serde_json::from_str(inputs).map_err(|e| format!("could not decode the inputs of workflow `{workflow}`: {e}"))
+    }
+
+    /// Turns what a workflow body returned into what the engine records.
+    pub fn encode_outcome<T: serde::Serialize, E: std::fmt::Display>(
+        workflow: &str,
+        result: std::result::Result<T, E>,
+    ) -> Outcome {
+        match result {
+            Ok(value) => serde_json::to_string(&value)
+                .map_err(|e| format!("could not encode the output of workflow `{workflow}`: {e}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Launching the runtime: configuration (builder or environment), migrations,
+//! recovery, and shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::registry::Registry;
+use crate::store::{Store, StoreConfig, WorkflowStatus};
+use crate::workflow::call::WorkflowHandle;
+use crate::workflow::engine::{Engine, EngineConfig};
+
+/// Launches the runtime with its configuration from the environment; see
+/// [`RuntimeBuilder`] for the variables.
+pub async fn launch() -> Result<Runtime> {
+    Runtime::builder().launch().await
+}
+
+/// A running `exactly` runtime. Dropping it does not stop it; call
+/// [`shutdown`](Self::shutdown) or [`until_shutdown_signal`](Self::until_shutdown_signal).
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Arc<Engine>,
+    shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("executor_id", &self.engine.config.executor_id).finish()
+    }
+}
+
+impl Runtime {
+    /// A builder whose unset values come from the environment at launch.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// This process's executor ID.
+    pub fn executor_id(&self) -> &str {
+        &self.engine.config.executor_id
+    }
+
+    /// The database pool (its `search_path` is the runtime's schema).
+    pub fn pool(&self) -> &sqlx::PgPool {
+        self.engine.store.pool()
+    }
+
+    /// A handle to the workflow with this ID, wherever it runs. `R` is the
+    /// workflow's return type.
+    pub fn handle<R>(&self, id: impl Into<String>) -> WorkflowHandle<R> {
+        WorkflowHandle::new(self.engine.clone(), id.into())
+    }
+
+    /// The current row of a workflow, if it exists.
+    pub async fn status(&self, id: &str) -> Result<Option<WorkflowStatus>> {
+        self.engine.store.status(id).await
+    }
+
+    /// Waits for a workflow's result by ID, decoding its output as `T`.
+    pub async fn result<T: DeserializeOwned>(&self, id: &str) -> Result<T> {
+        self.handle::<Result<T>>(id).result().await
+    }
+
+    /// Stops taking new work, lets running steps finish (bounded by the shutdown
+    /// timeout) and closes the database pool. Unfinished workflows stay PENDING and
+    /// resume at the next launch.
+    pub async fn shutdown(self) -> Result<()> {
+        self.engine.shutdown(self.shutdown_timeout).await;
+        Ok(())
+    }
+
+    /// Runs until SIGINT or SIGTERM (Ctrl-C elsewhere), then shuts down.
+    pub async fn until_shutdown_signal(self) -> Result<()> {
+        wait_for_signal().await?;
+        tracing::info!("exactly: shutdown signal received");
+        self.shutdown().await
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind| signal(kind).map_err(|e| Error::Config(format!("cannot listen for signals: {e}")));
+    let (mut int, mut term) = (listen(SignalKind::interrupt())?, listen(SignalKind::terminate())?);
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> Result<()> {
+    tokio::signal::ctrl_c().await.map_err(|e| Error::Config(format!("cannot listen for Ctrl-C: {e}")))
+}
+
+/// Configures and launches a [`Runtime`].
+///
+/// Every setting left unset is read from the environment at launch:
+///
+/// | setting | variable | default |
+/// |---|---|---|
+/// | database URL | `EXACTLY_DATABASE_URL`, else `DATABASE_URL` | required |
+/// | schema | `EXACTLY_SCHEMA` | `exactly` |
+/// | executor ID | `EXACTLY_EXECUTOR_ID` | `local` |
+/// | application version | `EXACTLY_APP_VERSION` | `0` |
+/// | max recovery attempts | `EXACTLY_MAX_RECOVERY_ATTEMPTS` | `100` |
+/// | shutdown timeout (ms) | `EXACTLY_SHUTDOWN_TIMEOUT_MS` | `10000` |
+/// | database pool size | `EXACTLY_DB_POOL_SIZE` | `20` |
+/// | database connect timeout (ms) | `EXACTLY_DB_CONNECT_TIMEOUT_MS` | `10000` |
+#[derive(Debug, Default, Clone)]
+pub struct RuntimeBuilder {
+    database_url: Option<String>,
+    schema: Option<String>,
+    executor_id: Option<String>,
+    app_version: Option<String>,
+    max_recovery_attempts: Option<u32>,
+    shutdown_timeout: Option<Duration>,
+    pool_size: Option<u32>,
+    connect_timeout: Option<Duration>,
+    recover: Option<bool>,
+}
+
+impl RuntimeBuilder {
+    /// The PostgreSQL URL, e.g. `postgres://user:pass@127.0.0.1:5432/app`.
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(url.into());
+        self
+    }
+
+    /// The schema holding the runtime's tables (a plain lower-case identifier).
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+
+    /// This process's executor ID. A restarted process must keep its ID to recover
+    /// the workflows it was running.
+    pub fn executor_id(mut self, id: impl Into<String>) -> Self {
+        self.executor_id = Some(id.into());
+        self
+    }
+
+    /// The application version recorded with each workflow.
+    pub fn app_version(mut self, version: impl Into<String>) -> Self {
+        self.app_version = Some(version.into());
+        self
+    }
+
+    /// How many times a PENDING workflow is recovered before it is given up as
+    /// MAX_RECOVERY_ATTEMPTS_EXCEEDED (per-workflow `max_recovery_attempts` wins).
+    pub fn max_recovery_attempts(mut self, attempts: u32) -> Self {
+        self.max_recovery_attempts = Some(attempts);
+        self
+    }
+
+    /// How long shutdown waits for running steps.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = Some(timeout);
+        self
+    }
+
+    /// The maximum number of database connections.
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.pool_size = Some(size);
+        self
+    }
+
+    /// How long to wait for a database connection.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether launch resumes this executor's PENDING workflows (default: yes).
+    pub fn recover(mut self, recover: bool) -> Self {
+        self.recover = Some(recover);
+        self
+    }
+
+    /// Validates the registrations, connects, migrates, recovers this executor's
+    /// PENDING workflows and installs the runtime for this process.
+    pub async fn launch(self) -> Result<Runtime> {
+        let registry = Registry::collect()?;
+        let (url, url_source) = match self.database_url {
+            Some(url) => (url, "the builder's database_url".to_owned()),
+            None => env_database_url()?,
+        };
+        let store_config = StoreConfig {
+            url,
+            url_source,
+            schema: pick(self.schema, "EXACTLY_SCHEMA", "exactly".to_owned())?,
+            pool_size: pick(self.pool_size, "EXACTLY_DB_POOL_SIZE", 20)?,
+            connect_timeout: pick_ms(self.connect_timeout, "EXACTLY_DB_CONNECT_TIMEOUT_MS", 10_000)?,
+            writers: 4,
+            max_batch: 1000,
+        };
+        if store_config.pool_size < 2 {
+            return Err(Error::Config("the database pool needs at least 2 connections".into()));
+        }
+        let config = EngineConfig {
+            executor_id: pick(self.executor_id, "EXACTLY_EXECUTOR_ID", "local".to_owned())?,
+            app_version: pick(self.app_version, "EXACTLY_APP_VERSION", "0".to_owned())?,
+            max_recovery_attempts: pick(self.max_recovery_attempts, "EXACTLY_MAX_RECOVERY_ATTEMPTS", 100)?,
+        };
+        let shutdown_timeout = pick_ms(self.shutdown_timeout, "EXACTLY_SHUTDOWN_TIMEOUT_MS", 10_000)?;
+        let store = Store::connect(&store_config).await?;
+        let engine = Engine::new(store, registry, config);
+        engine.install()?;
+        if self.recover.unwrap_or(true) {
+            let resumed = engine.recover().await?;
+            if resumed > 0 {
+                tracing::info!(resumed, "exactly: recovered PENDING workflows");
+            }
+        }
+        tracing::info!(
+            executor_id = %engine.config.executor_id,
+            workflows = engine.registry.len(),
+            schema = %store_config.schema,
+            "exactly: runtime launched"
+        );
+        Ok(Runtime { engine, shutdown_timeout })
+    }
+}
+
+fn env_database_url() -> Result<(String, String)> {
+    for var in ["EXACTLY_DATABASE_URL", "DATABASE_URL"] {
+        match std::env::var(var) {
+            Ok(url) if !url.trim().is_empty() => return Ok((url, var.to_owned())),
+            Ok(_) | Err(std::env::VarError::NotPresent) => {}
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(Error::Config(format!("{var} is not valid UTF-8")));
+            }
+        }
+    }
+    Err(Error::Config(
+        "no database URL: set EXACTLY_DATABASE_URL or DATABASE_URL (postgres://user:password@host:port/database), or call Runtime::builder().database_url(..)".into(),
+    ))
+}
+
+/// The builder's value, else the environment variable parsed, else the default.
+fn pick<T: std::str::FromStr>(value: Option<T>, var: &str, default: T) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    if let Some(value) = value {
+        return Ok(value);
+    }
+    match std::env::var(var) {
+        Ok(text) => text.trim().parse().map_err(|e| Error::Config(format!("{var}={text:?} is invalid: {e}"))),
+        Err(_) => Ok(default),
+    }
+}
+
+fn pick_ms(value: Option<Duration>, var: &str, default_ms: u64) -> Result<Duration> {
+    match value {
+        Some(value) => Ok(value),
+        None => pick(None, var, default_ms).map(Duration::from_millis),
+    }
+}

@@ -1,0 +1,347 @@
+//! PostgreSQL: connection, migrations, and every SQL statement of the runtime.
+//!
+//! Writes on the workflow hot path (new rows, step checkpoints, outcomes) go through
+//! the group-commit [`writer`]; reads and rare writes are plain functions here.
+
+mod writer;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, Row};
+
+use crate::error::{Error, Result};
+pub(crate) use writer::{Finish, NewWorkflow, StepRecord, Writer};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The status of a workflow, as stored in `workflow_status.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WorkflowState {
+    /// Waiting in a durable queue.
+    Enqueued,
+    /// Running (or to be recovered).
+    Pending,
+    /// Completed with an output.
+    Success,
+    /// Completed with an error, which is recorded.
+    Error,
+    /// Cancelled, or timed out.
+    Cancelled,
+    /// Given up after crashing the process too many times; its inputs are kept.
+    MaxRecoveryAttemptsExceeded,
+}
+
+impl WorkflowState {
+    /// The text stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowState::Enqueued => "ENQUEUED",
+            WorkflowState::Pending => "PENDING",
+            WorkflowState::Success => "SUCCESS",
+            WorkflowState::Error => "ERROR",
+            WorkflowState::Cancelled => "CANCELLED",
+            WorkflowState::MaxRecoveryAttemptsExceeded => "MAX_RECOVERY_ATTEMPTS_EXCEEDED",
+        }
+    }
+
+    /// Whether the workflow has ended for good.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, WorkflowState::Enqueued | WorkflowState::Pending)
+    }
+}
+
+impl std::fmt::Display for WorkflowState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for WorkflowState {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "ENQUEUED" => WorkflowState::Enqueued,
+            "PENDING" => WorkflowState::Pending,
+            "SUCCESS" => WorkflowState::Success,
+            "ERROR" => WorkflowState::Error,
+            "CANCELLED" => WorkflowState::Cancelled,
+            "MAX_RECOVERY_ATTEMPTS_EXCEEDED" => WorkflowState::MaxRecoveryAttemptsExceeded,
+            other => return Err(Error::msg(format!("unknown workflow status `{other}` in the database"))),
+        })
+    }
+}
+
+/// How a workflow ended: its state and the recorded output or error (JSON text).
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub state: WorkflowState,
+    pub output: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    /// The message of the recorded error, if any.
+    pub fn error_message(&self) -> String {
+        self.error.as_deref().map(error_message).unwrap_or_default()
+    }
+}
+
+/// The `message` field of an error as stored in the `error` columns.
+pub(crate) fn error_message(json: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(json)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| json.to_owned())
+}
+
+/// Encodes an error message as the JSON stored in the `error` columns.
+pub(crate) fn error_json(message: &str) -> String {
+    serde_json::json!({ "message": message }).to_string()
+}
+
+/// One row of `workflow_status`, as [`WorkflowHandle::status`](crate::WorkflowHandle::status) returns it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WorkflowStatus {
+    /// The workflow ID.
+    pub id: String,
+    /// The workflow's durable name.
+    pub name: String,
+    /// Where it stands.
+    pub state: WorkflowState,
+    /// The recorded inputs (JSON).
+    pub inputs: String,
+    /// The recorded output (JSON), once SUCCESS.
+    pub output: Option<String>,
+    /// The recorded error (JSON `{"message": ..}`), once ended otherwise.
+    pub error: Option<String>,
+    /// The executor that runs or ran it.
+    pub executor_id: Option<String>,
+    /// How many times an execution was started (1 for a workflow never recovered).
+    pub recovery_attempts: i32,
+}
+
+/// The database side of the runtime.
+pub(crate) struct Store {
+    pool: PgPool,
+    pub writer: Writer,
+}
+
+/// A PENDING workflow this executor must resume.
+pub(crate) struct PendingWorkflow {
+    pub id: String,
+    pub name: String,
+    pub inputs: String,
+    /// Milliseconds left before the recorded deadline (negative when overdue).
+    pub remaining_ms: Option<i64>,
+}
+
+/// Settings for [`Store::connect`].
+pub(crate) struct StoreConfig {
+    pub url: String,
+    /// Which setting the URL came from, for error messages.
+    pub url_source: String,
+    pub schema: String,
+    pub pool_size: u32,
+    pub connect_timeout: Duration,
+    pub writers: usize,
+    pub max_batch: usize,
+}
+
+impl Store {
+    /// Connects, creates the schema and applies the migrations under an advisory lock.
+    pub async fn connect(config: &StoreConfig) -> Result<Store> {
+        validate_schema(&config.schema)?;
+        let options = PgConnectOptions::from_str(&config.url).map_err(|e| {
+            Error::Config(format!("{} is not a valid PostgreSQL URL ({e})", config.url_source))
+        })?;
+        let target = format!(
+            "{}:{}/{} (from {})",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("<default database>"),
+            config.url_source
+        );
+        let options = options.options([("search_path", config.schema.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(config.pool_size)
+            .acquire_timeout(config.connect_timeout)
+            .connect_with(options)
+            .await
+            .map_err(|e| Error::db(format!("connecting to PostgreSQL at {target}"), e))?;
+        migrate(&pool, &config.schema).await?;
+        let writer = Writer::spawn(pool.clone(), config.writers, config.max_batch);
+        Ok(Store { pool, writer })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The full row of one workflow.
+    pub async fn status(&self, id: &str) -> Result<Option<WorkflowStatus>> {
+        let row = sqlx::query(
+            "SELECT workflow_id, name, status, inputs::text AS inputs, output::text AS output,
+                    error::text AS error, executor_id, recovery_attempts
+             FROM workflow_status WHERE workflow_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| Error::db(format!("reading workflow `{id}`"), e))?;
+        row.map(|row| {
+            Ok(WorkflowStatus {
+                id: row.get("workflow_id"),
+                name: row.get("name"),
+                state: row.get::<String, _>("status").parse()?,
+                inputs: row.get("inputs"),
+                output: row.get("output"),
+                error: row.get("error"),
+                executor_id: row.get("executor_id"),
+                recovery_attempts: row.get("recovery_attempts"),
+            })
+        })
+        .transpose()
+    }
+
+    /// The outcome of a workflow if it has ended.
+    pub async fn outcome(&self, id: &str) -> Result<Option<Outcome>> {
+        let Some(status) = self.status(id).await? else { return Err(Error::NotFound(id.to_owned())) };
+        Ok(status.state.is_terminal().then_some(Outcome {
+            state: status.state,
+            output: status.output,
+            error: status.error,
+        }))
+    }
+
+    /// The name of the workflow that owns `id`.
+    pub async fn workflow_name(&self, id: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT name FROM workflow_status WHERE workflow_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| Error::db(format!("reading workflow `{id}`"), e))
+    }
+
+    /// The recorded steps of a workflow, by step ID.
+    pub async fn steps(&self, workflow_id: &str) -> Result<HashMap<i32, StepRecord>> {
+        let rows = sqlx::query(
+            "SELECT step_id, name, output::text AS output, error::text AS error
+             FROM operation_outputs WHERE workflow_id = $1",
+        )
+        .bind(workflow_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| Error::db(format!("reading the steps of workflow `{workflow_id}`"), e))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let step_id: i32 = row.get("step_id");
+                let record = StepRecord {
+                    workflow_id: workflow_id.to_owned(),
+                    step_id,
+                    name: row.get("name"),
+                    output: row.get("output"),
+                    error: row.get("error"),
+                };
+                (step_id, record)
+            })
+            .collect())
+    }
+
+    /// Claims this executor's PENDING workflows for recovery: each one's attempt
+    /// counter goes up by one, in the same statement that reads it.
+    pub async fn claim_pending(&self, executor_id: &str) -> Result<Vec<(PendingWorkflow, i32)>> {
+        let rows = sqlx::query(
+            "UPDATE workflow_status
+             SET recovery_attempts = recovery_attempts + 1, updated_at = clock_timestamp()
+             WHERE status = 'PENDING' AND executor_id = $1
+             RETURNING workflow_id, name, inputs::text AS inputs, recovery_attempts,
+                       (EXTRACT(EPOCH FROM (deadline - clock_timestamp())) * 1000)::bigint AS remaining_ms",
+        )
+        .bind(executor_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| Error::db(format!("claiming the PENDING workflows of executor `{executor_id}`"), e))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let pending = PendingWorkflow {
+                    id: row.get("workflow_id"),
+                    name: row.get("name"),
+                    inputs: row.get("inputs"),
+                    remaining_ms: row.get("remaining_ms"),
+                };
+                (pending, row.get("recovery_attempts"))
+            })
+            .collect())
+    }
+}
+
+/// The schema name goes into SQL text (`CREATE SCHEMA`), so it must be a plain identifier.
+fn validate_schema(schema: &str) -> Result<()> {
+    let mut chars = schema.chars();
+    let valid = matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && schema.len() <= 63;
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "schema name `{schema}` is not a plain lower-case identifier (letters, digits, `_`, at most 63 bytes)"
+        )))
+    }
+}
+
+/// Creates the schema and applies the embedded migrations. Concurrent launches
+/// serialize on an advisory lock so only one of them creates anything.
+async fn migrate(pool: &PgPool, schema: &str) -> Result<()> {
+    let fail = |e| Error::db(format!("migrating schema `{schema}`"), e);
+    let mut conn = pool.acquire().await.map_err(fail)?;
+    let mut tx = conn.begin().await.map_err(fail)?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('exactly.migrate.' || $1))")
+        .bind(schema)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+    tx.commit().await.map_err(fail)?;
+    MIGRATOR.run(&mut *conn).await.map_err(|e| Error::db(format!("migrating schema `{schema}`"), e.into()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_must_be_plain_identifiers() {
+        assert!(validate_schema("exactly").is_ok());
+        assert!(validate_schema("_app_2").is_ok());
+        for bad in ["", "Exactly", "1abc", "a-b", "a\"; DROP", &"x".repeat(64)] {
+            assert!(validate_schema(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn states_round_trip_through_their_text() {
+        for state in [
+            WorkflowState::Enqueued,
+            WorkflowState::Pending,
+            WorkflowState::Success,
+            WorkflowState::Error,
+            WorkflowState::Cancelled,
+            WorkflowState::MaxRecoveryAttemptsExceeded,
+        ] {
+            assert_eq!(state.as_str().parse::<WorkflowState>().unwrap(), state);
+        }
+        assert!("DONE".parse::<WorkflowState>().is_err());
+    }
+}

@@ -1,0 +1,305 @@
+//! Group commit: the writes of many concurrent workflows share transactions.
+//!
+//! Every hot-path write (a new workflow row, a step checkpoint, an outcome) is sent
+//! to a small pool of writer tasks. A writer takes everything waiting (up to
+//! `max_batch`), writes it with one statement per kind in one transaction, and only
+//! after the commit answers each caller. So each workflow still waits for its own
+//! write to be durable, but a thousand workflows pay for a handful of fsyncs.
+//!
+//! A batch that fails because the database is unreachable is retried with backoff
+//! until it succeeds: the callers simply wait through an outage. A batch that fails
+//! for any other reason is split and each write retried alone, so one bad write
+//! fails only its own caller.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::error::{Error, Result};
+
+/// A workflow row to insert (status PENDING, or ENQUEUED with a queue).
+#[derive(Debug, Clone)]
+pub(crate) struct NewWorkflow {
+    pub id: String,
+    pub name: String,
+    pub status: &'static str,
+    pub inputs: String,
+    pub executor_id: Option<String>,
+    pub app_version: String,
+    pub timeout_ms: Option<i64>,
+    pub source: Option<String>,
+}
+
+/// A step's recorded output (JSON) or error (JSON).
+#[derive(Debug, Clone)]
+pub(crate) struct StepRecord {
+    pub workflow_id: String,
+    pub step_id: i32,
+    pub name: String,
+    pub output: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A workflow's final status, output and error.
+#[derive(Debug, Clone)]
+pub(crate) struct Finish {
+    pub id: String,
+    pub status: &'static str,
+    pub output: Option<String>,
+    pub error: Option<String>,
+}
+
+enum Write {
+    /// Answers whether the row was inserted (false: the ID existed).
+    Insert(NewWorkflow, oneshot::Sender<Result<bool>>),
+    Step(StepRecord, oneshot::Sender<Result<()>>),
+    Finish(Finish, oneshot::Sender<Result<()>>),
+}
+
+/// The sending side of the writer pool.
+pub(crate) struct Writer {
+    tx: mpsc::UnboundedSender<Write>,
+}
+
+impl Writer {
+    pub fn spawn(pool: PgPool, writers: usize, max_batch: usize) -> Writer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..writers.max(1) {
+            tokio::spawn(run_writer(pool.clone(), rx.clone(), max_batch.max(1)));
+        }
+        Writer { tx }
+    }
+
+    /// Inserts a workflow row unless its ID exists; true if this call inserted it.
+    pub async fn insert(&self, row: NewWorkflow) -> Result<bool> {
+        self.send(|reply| Write::Insert(row, reply)).await
+    }
+
+    /// Records a step's output. A record that exists already is kept.
+    pub async fn step(&self, record: StepRecord) -> Result<()> {
+        self.send(|reply| Write::Step(record, reply)).await
+    }
+
+    /// Records how a PENDING workflow ended.
+    pub async fn finish(&self, finish: Finish) -> Result<()> {
+        self.send(|reply| Write::Finish(finish, reply)).await
+    }
+
+    async fn send<T>(&self, write: impl FnOnce(oneshot::Sender<Result<T>>) -> Write) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(write(reply)).map_err(|_| Error::ShuttingDown)?;
+        answer.await.map_err(|_| Error::ShuttingDown)?
+    }
+}
+
+async fn run_writer(pool: PgPool, rx: Arc<Mutex<mpsc::UnboundedReceiver<Write>>>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    loop {
+        {
+            let mut rx = rx.lock().await;
+            if rx.recv_many(&mut batch, max_batch).await == 0 {
+                return; // every sender is gone: the runtime has shut down
+            }
+        }
+        write_batch(&pool, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// Writes a batch, retrying through outages, and answers every caller.
+async fn write_batch(pool: &PgPool, batch: Vec<Write>) {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match try_write(pool, &batch).await {
+            Ok(inserted) => return answer(batch, &inserted),
+            Err(e) if is_transient(&e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "exactly: database unavailable; checkpoint writes wait");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) if batch.len() > 1 => {
+                tracing::debug!(error = %e, size = batch.len(), "exactly: batch failed; writing its parts one by one");
+                for write in batch {
+                    Box::pin(write_batch(pool, vec![write])).await;
+                }
+                return;
+            }
+            Err(e) => {
+                // A batch of one: that write alone is at fault.
+                if let Some(write) = batch.into_iter().next() {
+                    fail(write, e);
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn answer(batch: Vec<Write>, inserted: &HashSet<String>) {
+    let mut seen = HashSet::new();
+    for write in batch {
+        // A caller that gave up waiting is no reason to fail the others.
+        match write {
+            // Of two inserts of one ID in one batch, only the first inserted it.
+            Write::Insert(row, reply) => drop(reply.send(Ok(inserted.contains(&row.id) && seen.insert(row.id)))),
+            Write::Step(_, reply) | Write::Finish(_, reply) => drop(reply.send(Ok(()))),
+        }
+    }
+}
+
+fn fail(write: Write, source: sqlx::Error) {
+    match write {
+        Write::Insert(row, reply) => {
+            drop(reply.send(Err(Error::db(format!("inserting workflow `{}`", row.id), source))));
+        }
+        Write::Step(record, reply) => drop(reply.send(Err(Error::db(
+            format!("recording step {} of workflow `{}`", record.step_id, record.workflow_id),
+            source,
+        )))),
+        Write::Finish(finish, reply) => {
+            drop(reply.send(Err(Error::db(format!("recording the outcome of workflow `{}`", finish.id), source))));
+        }
+    }
+}
+
+/// Connection-level failures that retrying will cure once the database is back.
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // 08: connection exception; 57P0x: shutdown; 53300: too many connections;
+            // 40001/40P01: serialization failure, deadlock.
+            code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "40001" || code == "40P01"
+        }
+        _ => false,
+    }
+}
+
+/// One transaction, at most one statement per kind of write. Returns the IDs of the
+/// workflow rows it inserted.
+async fn try_write(pool: &PgPool, batch: &[Write]) -> std::result::Result<HashSet<String>, sqlx::Error> {
+    let mut inserts = Vec::new();
+    let mut steps = Vec::new();
+    let mut finishes = Vec::new();
+    for write in batch {
+        match write {
+            Write::Insert(row, _) => inserts.push(row),
+            Write::Step(record, _) => steps.push(record),
+            Write::Finish(finish, _) => finishes.push(finish),
+        }
+    }
+    let kinds = [!inserts.is_empty(), !steps.is_empty(), !finishes.is_empty()];
+    let mut conn = pool.acquire().await?;
+    // A single statement commits on its own: no BEGIN/COMMIT round trips needed.
+    let in_tx = kinds.iter().filter(|k| **k).count() > 1;
+    if in_tx {
+        sqlx::query("BEGIN").execute(&mut *conn).await?;
+    }
+    let result = async {
+        let mut inserted = HashSet::new();
+        if !inserts.is_empty() {
+            inserted = insert_workflows(&mut conn, &inserts).await?;
+        }
+        if !steps.is_empty() {
+            insert_steps(&mut conn, &steps).await?;
+        }
+        if !finishes.is_empty() {
+            finish_workflows(&mut conn, &finishes).await?;
+        }
+        Ok::<_, sqlx::Error>(inserted)
+    }
+    .await;
+    if in_tx {
+        match &result {
+            Ok(_) => sqlx::query("COMMIT").execute(&mut *conn).await.map(drop)?,
+            Err(_) => {
+                // The connection may be dead; a failed rollback only loses the connection.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            }
+        }
+    }
+    result
+}
+
+async fn insert_workflows(
+    conn: &mut sqlx::PgConnection,
+    rows: &[&NewWorkflow],
+) -> std::result::Result<HashSet<String>, sqlx::Error> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    let statuses: Vec<&str> = rows.iter().map(|r| r.status).collect();
+    let inputs: Vec<&str> = rows.iter().map(|r| r.inputs.as_str()).collect();
+    let executors: Vec<Option<&str>> = rows.iter().map(|r| r.executor_id.as_deref()).collect();
+    let versions: Vec<&str> = rows.iter().map(|r| r.app_version.as_str()).collect();
+    let timeouts: Vec<Option<i64>> = rows.iter().map(|r| r.timeout_ms).collect();
+    let sources: Vec<Option<&str>> = rows.iter().map(|r| r.source.as_deref()).collect();
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO workflow_status
+             (workflow_id, name, status, inputs, executor_id, app_version, timeout_ms, deadline, source)
+         SELECT id, name, status, inputs::jsonb, executor, version, timeout_ms,
+                clock_timestamp() + timeout_ms * interval '1 millisecond', source::jsonb
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::text[])
+              AS t(id, name, status, inputs, executor, version, timeout_ms, source)
+         ON CONFLICT (workflow_id) DO NOTHING
+         RETURNING workflow_id",
+    )
+    .bind(ids)
+    .bind(names)
+    .bind(statuses)
+    .bind(inputs)
+    .bind(executors)
+    .bind(versions)
+    .bind(timeouts)
+    .bind(sources)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(inserted.into_iter().collect())
+}
+
+async fn insert_steps(conn: &mut sqlx::PgConnection, steps: &[&StepRecord]) -> std::result::Result<(), sqlx::Error> {
+    let ids: Vec<&str> = steps.iter().map(|s| s.workflow_id.as_str()).collect();
+    let step_ids: Vec<i32> = steps.iter().map(|s| s.step_id).collect();
+    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    let outputs: Vec<Option<&str>> = steps.iter().map(|s| s.output.as_deref()).collect();
+    let errors: Vec<Option<&str>> = steps.iter().map(|s| s.error.as_deref()).collect();
+    sqlx::query(
+        "INSERT INTO operation_outputs (workflow_id, step_id, name, output, error)
+         SELECT id, step_id, name, output::jsonb, error::jsonb
+         FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[]) AS t(id, step_id, name, output, error)
+         ON CONFLICT (workflow_id, step_id) DO NOTHING",
+    )
+    .bind(ids)
+    .bind(step_ids)
+    .bind(names)
+    .bind(outputs)
+    .bind(errors)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn finish_workflows(conn: &mut sqlx::PgConnection, finishes: &[&Finish]) -> std::result::Result<(), sqlx::Error> {
+    let ids: Vec<&str> = finishes.iter().map(|f| f.id.as_str()).collect();
+    let statuses: Vec<&str> = finishes.iter().map(|f| f.status).collect();
+    let outputs: Vec<Option<&str>> = finishes.iter().map(|f| f.output.as_deref()).collect();
+    let errors: Vec<Option<&str>> = finishes.iter().map(|f| f.error.as_deref()).collect();
+    sqlx::query(
+        "UPDATE workflow_status w
+         SET status = t.status, output = t.output::jsonb, error = t.error::jsonb,
+             updated_at = clock_timestamp(), completed_at = clock_timestamp()
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS t(id, status, output, error)
+         WHERE w.workflow_id = t.id AND w.status = 'PENDING'",
+    )
+    .bind(ids)
+    .bind(statuses)
+    .bind(outputs)
+    .bind(errors)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

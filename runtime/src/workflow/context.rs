@@ -1,0 +1,52 @@
+//! The task-local context of a running workflow: its ID, its step counter and the
+//! steps recorded by earlier executions, which are replayed instead of re-run.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::store::StepRecord;
+use crate::workflow::engine::Engine;
+
+tokio::task_local! {
+    static CONTEXT: Arc<WorkflowContext>;
+}
+
+pub(crate) struct WorkflowContext {
+    pub engine: Arc<Engine>,
+    pub id: String,
+    next_step: AtomicI32,
+    recorded: Mutex<HashMap<i32, StepRecord>>,
+}
+
+impl WorkflowContext {
+    pub fn new(engine: Arc<Engine>, id: String, recorded: HashMap<i32, StepRecord>) -> Self {
+        WorkflowContext { engine, id, next_step: AtomicI32::new(0), recorded: Mutex::new(recorded) }
+    }
+
+    /// Runs `fut` as the body of this workflow.
+    pub async fn scope<F: Future>(self: Arc<Self>, fut: F) -> F::Output {
+        CONTEXT.scope(self, fut).await
+    }
+
+    /// The ID of the next operation (step or child workflow). Workflows are
+    /// deterministic, so the same operation gets the same ID on every execution.
+    pub fn next_step(&self) -> i32 {
+        self.next_step.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The record an earlier execution left for this step, if any.
+    pub fn take_recorded(&self, step_id: i32) -> Option<StepRecord> {
+        self.recorded.lock().expect("step records poisoned").remove(&step_id)
+    }
+}
+
+/// The context of the workflow running on this task, if any.
+pub(crate) fn current() -> Option<Arc<WorkflowContext>> {
+    CONTEXT.try_with(Arc::clone).ok()
+}
+
+/// The ID of the workflow running on this task, or `None` outside a workflow.
+pub fn workflow_id() -> Option<String> {
+    CONTEXT.try_with(|ctx| ctx.id.clone()).ok()
+}

@@ -1,0 +1,296 @@
+//! The engine: starts workflows, runs them on tokio tasks, records their outcomes,
+//! recovers PENDING work at launch, and shuts down gracefully.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use tokio::sync::{oneshot, watch};
+
+use crate::error::{Error, Result};
+use crate::registry::{Registry, WorkflowSpec};
+use crate::store::{Finish, NewWorkflow, Outcome, StepRecord, Store, WorkflowState, error_json};
+use crate::workflow::call::StartOptions;
+use crate::workflow::context::{self, WorkflowContext};
+
+/// The engine of the runtime launched in this process, used by workflow calls made
+/// outside any workflow.
+static CURRENT: RwLock<Option<Arc<Engine>>> = RwLock::new(None);
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub(crate) struct EngineConfig {
+    pub executor_id: String,
+    pub app_version: String,
+    pub max_recovery_attempts: u32,
+}
+
+pub(crate) struct Engine {
+    pub store: Store,
+    pub registry: Registry,
+    pub config: EngineConfig,
+    /// Callers waiting for workflows that run in this process.
+    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Outcome>>>>,
+    /// Workflow tasks alive, and how many of them are parked by shutdown.
+    running: AtomicUsize,
+    parked: AtomicUsize,
+    shutting_down: AtomicBool,
+    /// Set when shutdown stops waiting: every workflow task ends where it is.
+    stop: watch::Sender<bool>,
+}
+
+/// The result of [`Engine::start`].
+pub(crate) struct Started {
+    pub id: String,
+    /// Completes with the outcome when this call inserted (and so runs) the workflow.
+    pub completion: Option<oneshot::Receiver<Outcome>>,
+}
+
+impl Engine {
+    pub fn new(store: Store, registry: Registry, config: EngineConfig) -> Arc<Engine> {
+        Arc::new(Engine {
+            store,
+            registry,
+            config,
+            waiters: Mutex::new(HashMap::new()),
+            running: AtomicUsize::new(0),
+            parked: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
+            stop: watch::Sender::new(false),
+        })
+    }
+
+    /// The engine of the current workflow, or else the one launched in this process.
+    pub fn current() -> Result<Arc<Engine>> {
+        if let Some(ctx) = context::current() {
+            return Ok(ctx.engine.clone());
+        }
+        CURRENT.read().expect("engine lock poisoned").clone().ok_or(Error::NotLaunched)
+    }
+
+    /// Makes this the engine used outside workflows.
+    pub fn install(self: &Arc<Self>) -> Result<()> {
+        let mut current = CURRENT.write().expect("engine lock poisoned");
+        if current.as_ref().is_some_and(|e| !e.shutting_down.load(Ordering::SeqCst)) {
+            return Err(Error::Config(
+                "an exactly runtime is already running in this process; shut it down before launching another".into(),
+            ));
+        }
+        *current = Some(self.clone());
+        Ok(())
+    }
+
+    /// Records a workflow and runs it, unless its ID exists already.
+    pub async fn start(self: &Arc<Self>, spec: &'static WorkflowSpec, inputs: String, options: StartOptions) -> Result<Started> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(Error::ShuttingDown);
+        }
+        let id = match options.id {
+            Some(id) => id,
+            // A child's ID follows from its parent's, so a replayed parent finds it.
+            None => match context::current() {
+                Some(parent) => format!("{}-{}", parent.id, parent.next_step()),
+                None => uuid::Uuid::new_v4().to_string(),
+            },
+        };
+        let timeout = options.timeout;
+        let row = NewWorkflow {
+            id: id.clone(),
+            name: spec.name.to_owned(),
+            status: WorkflowState::Pending.as_str(),
+            inputs: inputs.clone(),
+            executor_id: Some(self.config.executor_id.clone()),
+            app_version: self.config.app_version.clone(),
+            timeout_ms: timeout.map(|t| t.as_millis().min(i64::MAX as u128) as i64),
+            source: None,
+        };
+        if self.store.writer.insert(row).await? {
+            let (tx, rx) = oneshot::channel();
+            self.waiters.lock().expect("waiters poisoned").entry(id.clone()).or_default().push(tx);
+            self.spawn(spec, id.clone(), inputs, HashMap::new(), timeout);
+            return Ok(Started { id, completion: Some(rx) });
+        }
+        match self.store.workflow_name(&id).await? {
+            Some(existing) if existing != spec.name => {
+                Err(Error::IdConflict { id, existing, requested: spec.name.to_owned() })
+            }
+            _ => Ok(Started { id, completion: None }),
+        }
+    }
+
+    /// Waits until the workflow `id` (run here or by any other process) has ended.
+    pub async fn wait_for_outcome(&self, id: &str) -> Result<Outcome> {
+        let (tx, mut rx) = oneshot::channel();
+        self.waiters.lock().expect("waiters poisoned").entry(id.to_owned()).or_default().push(tx);
+        let result = async {
+            // Another process may run it: poll the row, but wake at once when it ends here.
+            let mut poll = Duration::from_millis(50);
+            loop {
+                if let Some(outcome) = self.store.outcome(id).await? {
+                    return Ok(outcome);
+                }
+                tokio::select! {
+                    outcome = &mut rx => if let Ok(outcome) = outcome { return Ok(outcome) },
+                    _ = tokio::time::sleep(poll) => {}
+                }
+                poll = (poll * 2).min(Duration::from_secs(1));
+            }
+        }
+        .await;
+        if let Some(waiting) = self.waiters.lock().expect("waiters poisoned").get_mut(id) {
+            waiting.retain(|tx| !tx.is_closed());
+        }
+        result
+    }
+
+    fn notify(&self, id: &str, outcome: Outcome) {
+        let waiting = self.waiters.lock().expect("waiters poisoned").remove(id);
+        for tx in waiting.into_iter().flatten() {
+            let _ = tx.send(outcome.clone());
+        }
+    }
+
+    /// Runs a workflow on its own task and records how it ended.
+    fn spawn(
+        self: &Arc<Self>,
+        spec: &'static WorkflowSpec,
+        id: String,
+        inputs: String,
+        recorded: HashMap<i32, StepRecord>,
+        timeout: Option<Duration>,
+    ) {
+        let engine = self.clone();
+        let ctx = Arc::new(WorkflowContext::new(engine.clone(), id.clone(), recorded));
+        let mut stop = self.stop.subscribe();
+        self.running.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let _running = Counted(&engine.running);
+            let body = ctx.scope(AssertUnwindSafe((spec.invoke)(inputs)).catch_unwind());
+            let ended = tokio::select! {
+                ended = with_timeout(timeout, body) => ended,
+                // Shutdown gave up waiting: the row stays PENDING and is recovered later.
+                _ = stop.wait_for(|stop| *stop) => return,
+            };
+            let (state, output, error) = match ended {
+                Some(Ok(Ok(output))) => (WorkflowState::Success, Some(output), None),
+                Some(Ok(Err(message))) => (WorkflowState::Error, None, Some(error_json(&message))),
+                Some(Err(panic)) => {
+                    let message = panic_message(&panic);
+                    tracing::error!(workflow_id = %id, %message, "exactly: workflow panicked");
+                    (WorkflowState::Error, None, Some(error_json(&format!("workflow panicked: {message}"))))
+                }
+                None => {
+                    let message = format!("workflow timed out after {:?}", timeout.unwrap_or_default());
+                    (WorkflowState::Cancelled, None, Some(error_json(&message)))
+                }
+            };
+            let finish = Finish { id: id.clone(), status: state.as_str(), output: output.clone(), error: error.clone() };
+            if let Err(e) = engine.store.writer.finish(finish).await {
+                tracing::error!(workflow_id = %id, error = %e, "exactly: could not record the outcome; the workflow stays PENDING and will be recovered");
+                return;
+            }
+            engine.notify(&id, Outcome { state, output, error });
+        });
+    }
+
+    /// Resumes this executor's PENDING workflows. A workflow whose executions have
+    /// been started more than `1 + max_recovery_attempts` times is given up as
+    /// MAX_RECOVERY_ATTEMPTS_EXCEEDED, its inputs kept.
+    pub async fn recover(self: &Arc<Self>) -> Result<usize> {
+        let pending = self.store.claim_pending(&self.config.executor_id).await?;
+        let mut resumed = 0;
+        for (workflow, attempts) in pending {
+            let Some(spec) = self.registry.get(&workflow.name) else {
+                tracing::warn!(workflow_id = %workflow.id, name = %workflow.name, "exactly: cannot recover a workflow this program does not register; left PENDING");
+                continue;
+            };
+            let max = spec.max_recovery_attempts.unwrap_or(self.config.max_recovery_attempts);
+            if attempts as i64 > max as i64 + 1 {
+                let message = format!(
+                    "workflow `{}` was started {} times without completing (more than 1 + max_recovery_attempts = {}); its inputs are kept for inspection",
+                    workflow.id,
+                    attempts - 1,
+                    max
+                );
+                tracing::error!(workflow_id = %workflow.id, "exactly: {message}");
+                let finish = Finish {
+                    id: workflow.id.clone(),
+                    status: WorkflowState::MaxRecoveryAttemptsExceeded.as_str(),
+                    output: None,
+                    error: Some(error_json(&message)),
+                };
+                self.store.writer.finish(finish).await?;
+                continue;
+            }
+            let recorded = self.store.steps(&workflow.id).await?;
+            let timeout = workflow.remaining_ms.map(|ms| Duration::from_millis(ms.max(0) as u64));
+            tracing::info!(workflow_id = %workflow.id, attempt = attempts, steps = recorded.len(), "exactly: recovering workflow");
+            self.spawn(spec, workflow.id, workflow.inputs, recorded, timeout);
+            resumed += 1;
+        }
+        Ok(resumed)
+    }
+
+    /// Called before a step runs: once shutdown has begun, no new step starts; the
+    /// workflow waits here until shutdown ends its task, and is recovered later.
+    pub async fn park_if_shutting_down(&self) {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            self.parked.fetch_add(1, Ordering::SeqCst);
+            let _parked = Counted(&self.parked);
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Stops accepting work, lets running steps finish (at most `timeout`), then
+    /// ends every workflow task where it stands and closes the database pool.
+    pub async fn shutdown(self: &Arc<Self>, timeout: Duration) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + timeout;
+        while self.running.load(Ordering::SeqCst) > self.parked.load(Ordering::SeqCst) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let unfinished = self.running.load(Ordering::SeqCst);
+        if unfinished > 0 {
+            tracing::info!(unfinished, "exactly: shutting down; unfinished workflows stay PENDING and resume at the next launch");
+        }
+        self.stop.send_replace(true);
+        // The tasks end at their next poll; give them a moment so the pool closes cleanly.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.running.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut current = CURRENT.write().expect("engine lock poisoned");
+        if current.as_ref().is_some_and(|e| Arc::ptr_eq(e, self)) {
+            *current = None;
+        }
+        drop(current);
+        self.store.pool().close().await;
+    }
+}
+
+/// Decrements its counter when dropped.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn with_timeout<F: Future>(timeout: Option<Duration>, fut: F) -> Option<F::Output> {
+    match timeout {
+        Some(timeout) => tokio::time::timeout(timeout, fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".to_owned())
+}

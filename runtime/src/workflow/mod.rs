@@ -1,0 +1,6 @@
+//! Durable workflows: starting them, running and recovering them, and their steps.
+
+pub(crate) mod call;
+pub(crate) mod context;
+pub(crate) mod engine;
+pub(crate) mod step;
