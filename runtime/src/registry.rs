@@ -133,3 +133,43 @@ impl Registry {
         self.workflows.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invoke(_: String) -> BoxFuture<'static, Outcome> {
+        Box::pin(async { Ok("null".to_owned()) })
+    }
+
+    static A: WorkflowSpec =
+        WorkflowSpec { name: "app::a", location: Location { file: "src/a.rs", line: 3 }, max_recovery_attempts: None, invoke };
+    static A_AGAIN: WorkflowSpec =
+        WorkflowSpec { name: "app::a", location: Location { file: "src/b.rs", line: 9 }, max_recovery_attempts: None, invoke };
+    static B: WorkflowSpec =
+        WorkflowSpec { name: "app::b", location: Location { file: "src/b.rs", line: 1 }, max_recovery_attempts: None, invoke };
+    static S1: StepSpec = StepSpec { location: Location { file: "src/s.rs", line: 1 }, ..StepSpec::named("app::s") };
+    static S2: StepSpec = StepSpec { location: Location { file: "src/t.rs", line: 2 }, ..StepSpec::named("app::s") };
+
+    #[test]
+    fn distinct_names_are_indexed() {
+        let registry = Registry::build([&A, &B], [&S1]).unwrap();
+        assert_eq!(registry.len(), 2);
+        assert!(std::ptr::eq(registry.get("app::b").unwrap(), &B));
+        assert!(registry.get("app::c").is_none());
+    }
+
+    #[test]
+    fn a_workflow_name_used_twice_fails_naming_both_places() {
+        let err = Registry::build([&A, &B, &A_AGAIN], []).unwrap_err().to_string();
+        assert!(err.contains("two workflows are named `app::a`"), "{err}");
+        assert!(err.contains("src/a.rs:3") && err.contains("src/b.rs:9"), "{err}");
+    }
+
+    #[test]
+    fn a_step_name_used_twice_fails_naming_both_places() {
+        let err = Registry::build([&A], [&S1, &S2]).unwrap_err().to_string();
+        assert!(err.contains("two steps are named `app::s`"), "{err}");
+        assert!(err.contains("src/s.rs:1") && err.contains("src/t.rs:2"), "{err}");
+    }
+}

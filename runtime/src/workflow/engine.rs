@@ -32,6 +32,9 @@ pub(crate) struct Engine {
     pub store: Store,
     pub registry: Registry,
     pub config: EngineConfig,
+    /// The tokio runtime the engine was launched on: workflows run there, whichever
+    /// runtime their caller is on.
+    tasks: tokio::runtime::Handle,
     /// Callers waiting for workflows that run in this process.
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Outcome>>>>,
     /// Workflow tasks alive, and how many of them are parked by shutdown.
@@ -55,6 +58,7 @@ impl Engine {
             store,
             registry,
             config,
+            tasks: tokio::runtime::Handle::current(),
             waiters: Mutex::new(HashMap::new()),
             running: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
@@ -166,7 +170,7 @@ impl Engine {
         let ctx = Arc::new(WorkflowContext::new(engine.clone(), id.clone(), recorded));
         let mut stop = self.stop.subscribe();
         self.running.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let _running = Counted(&engine.running);
             let body = ctx.scope(AssertUnwindSafe((spec.invoke)(inputs)).catch_unwind());
             let ended = tokio::select! {

@@ -1,0 +1,164 @@
+//! Shared set-up for the integration tests: a fresh database on the local
+//! PostgreSQL (started by `dev/services up`), a runtime shared by the tests of one
+//! binary, and child processes for crash tests.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection};
+
+pub const DEFAULT_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable";
+
+/// The server's administrative URL: `DATABASE_URL`, or the local dev server.
+pub fn admin_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+}
+
+/// `url` with its database replaced by `database`.
+pub fn url_for(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = base[authority_end..].find('/').map(|i| authority_end + i).unwrap_or(base.len());
+    let mut out = format!("{}/{}", &base[..path_start], database);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// Creates an empty database named `name` (dropping an old one) and returns its URL.
+pub async fn fresh_database(name: &str) -> String {
+    let admin = admin_url();
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin} (run `dev/services up`): {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    url_for(&admin, name)
+}
+
+/// A runtime shared by all tests of one test binary. It runs on its own tokio
+/// runtime in a background thread, so it outlives each `#[tokio::test]`.
+pub struct Shared {
+    pub runtime: exactly::Runtime,
+    pub url: String,
+}
+
+pub fn shared(database: &'static str) -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let url = fresh_database(database).await;
+                let runtime = exactly::Runtime::builder()
+                    .database_url(&url)
+                    .executor_id("in-process")
+                    .launch()
+                    .await
+                    .expect("launch the shared runtime");
+                sqlx::raw_sql(
+                    "CREATE TABLE IF NOT EXISTS public.side_effects (
+                        workflow_id TEXT NOT NULL, step TEXT NOT NULL, n INTEGER NOT NULL,
+                        PRIMARY KEY (workflow_id, step))",
+                )
+                .execute(runtime.pool())
+                .await
+                .unwrap();
+                tx.send(Shared { runtime, url }).unwrap();
+                std::future::pending::<()>().await;
+            });
+        });
+        rx.recv().expect("the shared runtime thread died")
+    })
+}
+
+/// Records one execution of a side effect: the counter of (workflow, step) goes up.
+pub async fn side_effect(pool: &sqlx::PgPool, workflow_id: &str, step: &str) {
+    sqlx::query(
+        "INSERT INTO public.side_effects (workflow_id, step, n) VALUES ($1, $2, 1)
+         ON CONFLICT (workflow_id, step) DO UPDATE SET n = side_effects.n + 1",
+    )
+    .bind(workflow_id)
+    .bind(step)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// How many times the side effect (workflow, step) ran.
+pub async fn side_effect_count(pool: &sqlx::PgPool, workflow_id: &str, step: &str) -> i32 {
+    sqlx::query_scalar("SELECT n FROM public.side_effects WHERE workflow_id = $1 AND step = $2")
+        .bind(workflow_id)
+        .bind(step)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+        .unwrap_or(0)
+}
+
+/// The environment variable that tells a re-executed test binary which child role to play.
+pub const CHILD_ROLE: &str = "EXACTLY_TEST_CHILD_ROLE";
+
+/// The role this process plays if it is a child started by [`spawn_child`].
+pub fn child_role() -> Option<String> {
+    std::env::var(CHILD_ROLE).ok()
+}
+
+/// Runs this test binary again, executing only `test`, as a child in `role`.
+/// The child inherits `envs`; its stdout is piped so the parent can wait for markers.
+pub fn spawn_child(test: &str, role: &str, envs: &[(&str, &str)]) -> Child {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ROLE, role)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command.spawn().expect("spawn the child test process")
+}
+
+/// Reads the child's stdout until a line equal to `marker` appears (or panics at EOF/timeout).
+pub fn wait_for_marker(child: &mut Child, marker: &str, timeout: Duration) {
+    let stdout = child.stdout.take().expect("child stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let marker = marker.to_owned();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.trim() == marker {
+                let _ = tx.send(());
+                // keep draining so the child never blocks on a full pipe
+            }
+        }
+    });
+    rx.recv_timeout(timeout).unwrap_or_else(|_| panic!("the child never printed `{marker}`"));
+}
+
+/// Waits for the child to exit and returns its exit status.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the child did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
