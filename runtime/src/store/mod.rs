@@ -169,6 +169,9 @@ impl Store {
         let options = options.options([("search_path", config.schema.as_str())]);
         let pool = PgPoolOptions::new()
             .max_connections(config.pool_size)
+            // A ping on every acquire would add a round trip to every checkpoint; a
+            // dead connection fails its statement instead, and the writer retries.
+            .test_before_acquire(false)
             .acquire_timeout(config.connect_timeout)
             .connect_with(options)
             .await
