@@ -31,8 +31,8 @@
 
 pub use exactly_macros::{step, workflow};
 pub use exactly_runtime::{
-    Error, Result, Runtime, RuntimeBuilder, StartOptions, WorkflowCall, WorkflowHandle, WorkflowState, WorkflowStatus,
-    run_step, run_step_with, workflow_id,
+    Error, Queue, RateLimit, Result, Runtime, RuntimeBuilder, StartOptions, WorkflowCall, WorkflowHandle, WorkflowState,
+    WorkflowStatus, queue, run_step, run_step_with, workflow_id,
 };
 
 /// Launching and configuring the runtime.

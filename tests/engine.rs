@@ -76,6 +76,7 @@ async fn the_same_id_started_concurrently_runs_once() {
 
 #[tokio::test]
 async fn a_finished_id_returns_the_recorded_result_without_running_again() {
+    shared();
     let order = Order { id: "again-1".into(), cents: 7 };
     let first = process_order(order.clone()).with_id("order-again-1").await.unwrap();
     let second = process_order(Order { id: "again-1".into(), cents: 999 }).with_id("order-again-1").await.unwrap();
@@ -174,6 +175,7 @@ async fn parent(n: u64) -> exactly::Result<Vec<String>> {
 
 #[tokio::test]
 async fn child_workflows_get_ids_derived_from_the_parent() {
+    shared();
     let ids = parent(1).with_id("parent-1").await.unwrap();
     assert_eq!(ids, vec!["parent-1-0".to_owned(), "parent-1-1".to_owned()]);
     let rt = &shared().runtime;
@@ -190,6 +192,7 @@ async fn panics(n: u32) -> exactly::Result<u32> {
 
 #[tokio::test]
 async fn a_panicking_workflow_ends_as_error_and_the_runtime_goes_on() {
+    shared();
     let err = panics(1).with_id("panic-1").await.unwrap_err();
     assert!(err.to_string().contains("workflow panicked: boom 1"), "{err}");
     assert_eq!(panics(0).with_id("panic-0").await.unwrap(), 0);
@@ -197,6 +200,7 @@ async fn a_panicking_workflow_ends_as_error_and_the_runtime_goes_on() {
 
 #[tokio::test]
 async fn an_id_taken_by_another_workflow_is_a_conflict() {
+    shared();
     slow(1).with_id("taken-1").await.unwrap();
     let err = always_fails("x".into()).with_id("taken-1").start().await.unwrap_err();
     assert!(matches!(&err, Error::IdConflict { existing, .. } if existing.ends_with("::slow")), "{err:?}");
@@ -235,7 +239,7 @@ async fn run_step_checkpoints_a_closure() {
 #[tokio::test]
 async fn launch_rejects_bad_configuration_with_a_clear_message() {
     shared(); // only one runtime runs per process: make sure the shared one is up first
-    let err = exactly::Runtime::builder().database_url("mysql://nope").launch().await.unwrap_err();
+    let err = exactly::Runtime::builder().database_url("postgres://host:notaport/db").launch().await.unwrap_err();
     assert!(matches!(&err, Error::Config(m) if m.contains("database_url") && m.contains("not a valid PostgreSQL URL")), "{err}");
 
     let err = exactly::Runtime::builder()

@@ -1,8 +1,59 @@
-//! Attribute macros of `exactly`. Placeholder until the expansion lands.
+//! Attribute macros of [`exactly`](https://docs.rs/exactly): `#[workflow]` and `#[step]`.
+//!
+//! Use them through the `exactly` crate, which re-exports them together with the
+//! runtime their expansions call. Each entry point delegates to a module that works
+//! on `proc_macro2`, so the expansions are unit-tested as token strings.
+//!
+//! - `attr`: the `key = value` arguments of both attributes.
+//! - `signature`: what both attributes require of the function they annotate.
+//! - `workflow`, `step`: the expansions.
+//! - `error`: collects every error so that one compile reports all of them.
+//!
+//! Trait-bound checks (an argument that cannot be recorded, an error type without
+//! `From<exactly::Error>`) are emitted as calls spanned on the offending type; their
+//! messages live on the marker traits in `exactly_runtime::__private` (`checks.rs`).
+
 use proc_macro::TokenStream;
 
-#[proc_macro_attribute]
-pub fn workflow(_args: TokenStream, item: TokenStream) -> TokenStream { item }
+mod attr;
+mod error;
+mod signature;
+mod step;
+mod workflow;
 
+#[cfg(test)]
+mod tests;
+
+/// Turns an `async fn` returning `Result<T, E>` into a durable workflow.
+///
+/// The function keeps its name and visibility, but calling it no longer runs the body:
+/// it returns an [`exactly::WorkflowCall`], which starts the workflow when awaited (and
+/// waits for its result) or with `.with_id(..).start()` (returning a handle). The
+/// arguments are recorded as JSON, so they must be owned, serializable values; the
+/// body runs from the recorded arguments, on this executor or, after a crash, on the
+/// one that recovers it.
+///
+/// Options: `name = "durable-name"` (default: `module_path!()::fn_name`; the name is
+/// the durable key of the recorded workflows, so renaming the function without
+/// fixing the name orphans them), `max_recovery_attempts = 5`.
+///
+/// [`exactly::WorkflowCall`]: https://docs.rs/exactly/latest/exactly/struct.WorkflowCall.html
 #[proc_macro_attribute]
-pub fn step(_args: TokenStream, item: TokenStream) -> TokenStream { item }
+pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
+    workflow::expand(args.into(), item.into()).into()
+}
+
+/// Makes an `async fn` returning `Result<T, E>` a checkpointed step.
+///
+/// The function keeps its signature. Inside a workflow, its outcome (output or error)
+/// is recorded when it completes, and when the workflow is recovered the record is
+/// returned instead of running the body again. Outside a workflow it simply runs.
+///
+/// Options: `name = ".."` (default `module_path!()::fn_name`; checked on replay),
+/// `retries = 3` (default 0), `backoff_ms = 100`, `backoff_factor = 2.0`,
+/// `max_backoff_ms = 60000`. With `retries > 0` every argument must be `Clone`, since
+/// each attempt gets its arguments anew.
+#[proc_macro_attribute]
+pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
+    step::expand(args.into(), item.into()).into()
+}

@@ -109,6 +109,26 @@ pub enum Error {
         message: String,
     },
 
+    /// A workflow start names a queue that is not declared.
+    #[error("queue `{queue}` is not declared (declared: {declared}); declare it with `exactly::queue!` or `Runtime::builder().queue(..)`")]
+    UnknownQueue {
+        /// The queue named by the start.
+        queue: String,
+        /// The queues that exist.
+        declared: String,
+    },
+
+    /// A deduplication ID is held by another workflow still ENQUEUED or PENDING.
+    #[error("deduplication ID `{deduplication_id}` on queue `{queue}` is held by workflow `{holder}` until it finishes")]
+    Deduplicated {
+        /// The queue.
+        queue: String,
+        /// The deduplication ID.
+        deduplication_id: String,
+        /// The workflow that holds it.
+        holder: String,
+    },
+
     /// No workflow with this ID exists.
     #[error("no workflow with ID `{0}` exists")]
     NotFound(String),

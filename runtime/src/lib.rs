@@ -6,13 +6,16 @@
 
 #![warn(missing_docs)]
 
+mod checks;
 mod error;
+pub mod queue;
 pub mod registry;
 pub mod runtime;
 mod store;
 mod workflow;
 
 pub use error::{Error, Result};
+pub use queue::{Queue, RateLimit};
 pub use runtime::{Runtime, RuntimeBuilder, launch};
 pub use store::{WorkflowState, WorkflowStatus};
 pub use workflow::call::{StartOptions, WorkflowCall, WorkflowHandle};
@@ -27,6 +30,8 @@ pub mod __private {
     pub use serde;
     pub use serde_json;
 
+    pub use crate::checks::*;
+    pub use crate::queue::QueueRegistration;
     pub use crate::registry::{Location, Outcome, StepRegistration, StepSpec, WorkflowRegistration, WorkflowSpec};
 
     use crate::error::{Error, Result};
@@ -56,4 +61,30 @@ pub mod __private {
             Err(e) => Err(e.to_string()),
         }
     }
+}
+
+/// Declares a durable queue, registered for every runtime of this program.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// exactly_runtime::queue!(
+///     /// Payments: at most 3 at once across all processes, 10 per second.
+///     pub static PAYMENTS = "payments",
+///     concurrency = 3,
+///     rate_limit = (10, Duration::from_secs(1)),
+/// );
+/// ```
+///
+/// Options: `concurrency` (all processes together), `worker_concurrency` (per
+/// process), `rate_limit = (starts, period)` (all processes together),
+/// `partition_concurrency` (per partition key). A repeated option fails to compile.
+/// Enqueue with `my_workflow(..).on_queue(&PAYMENTS)`.
+#[macro_export]
+macro_rules! queue {
+    ($(#[$meta:meta])* $vis:vis static $ident:ident = $name:literal $(, $key:ident = $value:expr)* $(,)?) => {
+        $(#[$meta])*
+        $vis static $ident: $crate::Queue = $crate::Queue::new($name)$(.$key($value))*.declared_at(file!(), line!());
+        $crate::__private::inventory::submit! { $crate::__private::QueueRegistration(&$ident) }
+    };
 }

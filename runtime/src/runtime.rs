@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+use crate::queue::heartbeat::{self, HeartbeatConfig};
+use crate::queue::{self, Queue, dispatch};
 use crate::registry::Registry;
 use crate::store::{Store, StoreConfig, WorkflowStatus};
 use crate::workflow::call::WorkflowHandle;
@@ -111,6 +113,8 @@ async fn wait_for_signal() -> Result<()> {
 /// | shutdown timeout (ms) | `EXACTLY_SHUTDOWN_TIMEOUT_MS` | `10000` |
 /// | database pool size | `EXACTLY_DB_POOL_SIZE` | `20` |
 /// | database connect timeout (ms) | `EXACTLY_DB_CONNECT_TIMEOUT_MS` | `10000` |
+/// | heartbeat interval (ms) | `EXACTLY_HEARTBEAT_INTERVAL_MS` | `1000` |
+/// | executor timeout (ms) | `EXACTLY_EXECUTOR_TIMEOUT_MS` | `10000` |
 #[derive(Debug, Default, Clone)]
 pub struct RuntimeBuilder {
     database_url: Option<String>,
@@ -122,6 +126,9 @@ pub struct RuntimeBuilder {
     pool_size: Option<u32>,
     connect_timeout: Option<Duration>,
     recover: Option<bool>,
+    queues: Vec<Queue>,
+    heartbeat_interval: Option<Duration>,
+    executor_timeout: Option<Duration>,
 }
 
 impl RuntimeBuilder {
@@ -181,10 +188,31 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Declares a durable queue at run time (beside those declared with
+    /// [`queue!`](crate::queue!)).
+    pub fn queue(mut self, queue: Queue) -> Self {
+        self.queues.push(queue);
+        self
+    }
+
+    /// How often this executor records that it is alive.
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = Some(interval);
+        self
+    }
+
+    /// How long an executor may stay silent before a live one declares it dead and
+    /// puts its PENDING workflows back on their queues.
+    pub fn executor_timeout(mut self, timeout: Duration) -> Self {
+        self.executor_timeout = Some(timeout);
+        self
+    }
+
     /// Validates the registrations, connects, migrates, recovers this executor's
     /// PENDING workflows and installs the runtime for this process.
     pub async fn launch(self) -> Result<Runtime> {
         let registry = Registry::collect()?;
+        let queues = queue::collect(&self.queues)?;
         let (url, url_source) = match self.database_url {
             Some(url) => (url, "the builder's database_url".to_owned()),
             None => env_database_url()?,
@@ -207,15 +235,29 @@ impl RuntimeBuilder {
             max_recovery_attempts: pick(self.max_recovery_attempts, "EXACTLY_MAX_RECOVERY_ATTEMPTS", 100)?,
         };
         let shutdown_timeout = pick_ms(self.shutdown_timeout, "EXACTLY_SHUTDOWN_TIMEOUT_MS", 10_000)?;
+        let heartbeat = HeartbeatConfig {
+            interval: pick_ms(self.heartbeat_interval, "EXACTLY_HEARTBEAT_INTERVAL_MS", 1_000)?,
+            timeout: pick_ms(self.executor_timeout, "EXACTLY_EXECUTOR_TIMEOUT_MS", 10_000)?,
+        };
+        if heartbeat.timeout < heartbeat.interval * 2 {
+            return Err(Error::Config(format!(
+                "the executor timeout ({:?}) must be at least twice the heartbeat interval ({:?}), or live executors are declared dead",
+                heartbeat.timeout, heartbeat.interval
+            )));
+        }
         let store = Store::connect(&store_config).await?;
-        let engine = Engine::new(store, registry, config);
+        let engine = Engine::new(store, registry, queues, config);
         engine.install()?;
+        // Alive before recovering, so nobody hands this executor's work away meanwhile.
+        engine.store.heartbeat(&engine.config.executor_id, &engine.config.app_version).await?;
         if self.recover.unwrap_or(true) {
             let resumed = engine.recover().await?;
             if resumed > 0 {
                 tracing::info!(resumed, "exactly: recovered PENDING workflows");
             }
         }
+        tokio::spawn(heartbeat::run(engine.clone(), heartbeat));
+        tokio::spawn(dispatch::run(engine.clone()));
         tracing::info!(
             executor_id = %engine.config.executor_id,
             workflows = engine.registry.len(),

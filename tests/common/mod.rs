@@ -135,11 +135,12 @@ pub fn spawn_child(test: &str, role: &str, envs: &[(&str, &str)]) -> Child {
 pub fn wait_for_marker(child: &mut Child, marker: &str, timeout: Duration) {
     let stdout = child.stdout.take().expect("child stdout is piped");
     let (tx, rx) = std::sync::mpsc::channel();
-    let marker = marker.to_owned();
+    let wanted = marker.to_owned();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if line.trim() == marker {
+            // libtest may print "test name ... " on the same line before it.
+            if line.trim_end().ends_with(wanted.as_str()) {
                 let _ = tx.send(());
                 // keep draining so the child never blocks on a full pipe
             }

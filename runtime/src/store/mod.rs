@@ -3,6 +3,7 @@
 //! Writes on the workflow hot path (new rows, step checkpoints, outcomes) go through
 //! the group-commit [`writer`]; reads and rare writes are plain functions here.
 
+mod queue;
 mod writer;
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, Row};
 
 use crate::error::{Error, Result};
+pub(crate) use queue::{Claimed, ENQUEUED_CHANNEL};
 pub(crate) use writer::{Finish, NewWorkflow, StepRecord, Writer};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -136,6 +138,8 @@ pub(crate) struct PendingWorkflow {
     pub id: String,
     pub name: String,
     pub inputs: String,
+    /// The queue it was dispatched from, if any.
+    pub queue: Option<String>,
     /// Milliseconds left before the recorded deadline (negative when overdue).
     pub remaining_ms: Option<i64>,
 }
@@ -263,7 +267,7 @@ impl Store {
             "UPDATE workflow_status
              SET recovery_attempts = recovery_attempts + 1, updated_at = clock_timestamp()
              WHERE status = 'PENDING' AND executor_id = $1
-             RETURNING workflow_id, name, inputs::text AS inputs, recovery_attempts,
+             RETURNING workflow_id, name, inputs::text AS inputs, recovery_attempts, queue_name,
                        (EXTRACT(EPOCH FROM (deadline - clock_timestamp())) * 1000)::bigint AS remaining_ms",
         )
         .bind(executor_id)
@@ -277,6 +281,7 @@ impl Store {
                     id: row.get("workflow_id"),
                     name: row.get("name"),
                     inputs: row.get("inputs"),
+                    queue: row.get("queue_name"),
                     remaining_ms: row.get("remaining_ms"),
                 };
                 (pending, row.get("recovery_attempts"))

@@ -31,6 +31,10 @@ pub(crate) struct NewWorkflow {
     pub app_version: String,
     pub timeout_ms: Option<i64>,
     pub source: Option<String>,
+    pub queue: Option<String>,
+    pub priority: i32,
+    pub partition_key: Option<String>,
+    pub deduplication_id: Option<String>,
 }
 
 /// A step's recorded output (JSON) or error (JSON).
@@ -238,13 +242,24 @@ async fn insert_workflows(
     let versions: Vec<&str> = rows.iter().map(|r| r.app_version.as_str()).collect();
     let timeouts: Vec<Option<i64>> = rows.iter().map(|r| r.timeout_ms).collect();
     let sources: Vec<Option<&str>> = rows.iter().map(|r| r.source.as_deref()).collect();
+    let queues: Vec<Option<&str>> = rows.iter().map(|r| r.queue.as_deref()).collect();
+    let priorities: Vec<i32> = rows.iter().map(|r| r.priority).collect();
+    let partitions: Vec<Option<&str>> = rows.iter().map(|r| r.partition_key.as_deref()).collect();
+    let dedups: Vec<Option<&str>> = rows.iter().map(|r| r.deduplication_id.as_deref()).collect();
+    // A PENDING row runs now: its first execution starts and its deadline runs from
+    // here. An ENQUEUED row gets both when the dispatcher claims it.
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO workflow_status
-             (workflow_id, name, status, inputs, executor_id, app_version, timeout_ms, deadline, source)
+             (workflow_id, name, status, inputs, executor_id, app_version, timeout_ms, deadline, source,
+              queue_name, priority, partition_key, deduplication_id, recovery_attempts, started_at)
          SELECT id, name, status, inputs::jsonb, executor, version, timeout_ms,
-                clock_timestamp() + timeout_ms * interval '1 millisecond', source::jsonb
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::text[])
-              AS t(id, name, status, inputs, executor, version, timeout_ms, source)
+                CASE WHEN status = 'PENDING' THEN clock_timestamp() + timeout_ms * interval '1 millisecond' END,
+                source::jsonb, queue, priority, partition_key, dedup,
+                CASE WHEN status = 'PENDING' THEN 1 ELSE 0 END,
+                CASE WHEN status = 'PENDING' THEN clock_timestamp() END
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::text[],
+                     $9::text[], $10::int4[], $11::text[], $12::text[])
+              AS t(id, name, status, inputs, executor, version, timeout_ms, source, queue, priority, partition_key, dedup)
          ON CONFLICT (workflow_id) DO NOTHING
          RETURNING workflow_id",
     )
@@ -256,6 +271,10 @@ async fn insert_workflows(
     .bind(versions)
     .bind(timeouts)
     .bind(sources)
+    .bind(queues)
+    .bind(priorities)
+    .bind(partitions)
+    .bind(dedups)
     .fetch_all(&mut *conn)
     .await?;
     Ok(inserted.into_iter().collect())
@@ -293,7 +312,9 @@ async fn finish_workflows(conn: &mut sqlx::PgConnection, finishes: &[&Finish]) -
          SET status = t.status, output = t.output::jsonb, error = t.error::jsonb,
              updated_at = clock_timestamp(), completed_at = clock_timestamp()
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS t(id, status, output, error)
-         WHERE w.workflow_id = t.id AND w.status = 'PENDING'",
+         -- Written so that the planner joins on the primary key: a plain
+         -- `status = 'PENDING'` makes it scan the partial index of all PENDING rows.
+         WHERE w.workflow_id = t.id AND (w.status || '') = 'PENDING'",
     )
     .bind(ids)
     .bind(statuses)

@@ -23,8 +23,18 @@ pub struct StartOptions {
     /// or inside a workflow a deterministic child ID.
     pub id: Option<String>,
     /// Time allowed from the start to completion; an overrun ends the workflow as
-    /// CANCELLED. The deadline is recorded, so it holds across recoveries.
+    /// CANCELLED. The deadline is recorded, so it holds across recoveries. For a
+    /// queued workflow it runs from the moment it is dispatched.
     pub timeout: Option<Duration>,
+    /// Enqueue on this durable queue instead of starting at once.
+    pub queue: Option<String>,
+    /// Priority on the queue: lower runs first (default 0).
+    pub priority: i32,
+    /// The partition key, for queues with `partition_concurrency`.
+    pub partition_key: Option<String>,
+    /// While a workflow with this deduplication ID is ENQUEUED or PENDING on the
+    /// queue, another enqueue with it fails with [`Error::Deduplicated`].
+    pub deduplication_id: Option<String>,
 }
 
 impl StartOptions {
@@ -42,6 +52,30 @@ impl StartOptions {
     /// Sets the timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the queue (by name).
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Sets the priority on the queue (lower runs first).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets the partition key.
+    pub fn partition_key(mut self, key: impl Into<String>) -> Self {
+        self.partition_key = Some(key.into());
+        self
+    }
+
+    /// Sets the deduplication ID.
+    pub fn deduplication_id(mut self, id: impl Into<String>) -> Self {
+        self.deduplication_id = Some(id.into());
         self
     }
 }
@@ -75,6 +109,37 @@ impl<R> WorkflowCall<R> {
     /// Ends the workflow as CANCELLED if it has not completed within `timeout`.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.options.timeout = Some(timeout);
+        self
+    }
+
+    /// Enqueues the workflow on `queue` instead of starting it at once; the
+    /// queue's dispatcher starts it within the queue's limits.
+    pub fn on_queue(self, queue: &crate::Queue) -> Self {
+        self.with_queue(queue.name)
+    }
+
+    /// Enqueues the workflow on the queue named `queue`.
+    pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
+        self.options.queue = Some(queue.into());
+        self
+    }
+
+    /// The priority on its queue: lower runs first (default 0).
+    pub fn with_priority(mut self, priority: i32) -> Self {
+        self.options.priority = priority;
+        self
+    }
+
+    /// The partition key on its queue (for `partition_concurrency`).
+    pub fn with_partition_key(mut self, key: impl Into<String>) -> Self {
+        self.options.partition_key = Some(key.into());
+        self
+    }
+
+    /// A deduplication ID on its queue: enqueuing a second workflow with it while
+    /// the first is ENQUEUED or PENDING fails with [`Error::Deduplicated`].
+    pub fn with_deduplication_id(mut self, id: impl Into<String>) -> Self {
+        self.options.deduplication_id = Some(id.into());
         self
     }
 
@@ -146,8 +211,9 @@ impl<R> WorkflowHandle<R> {
         match self.local {
             Some(rx) => match rx.await {
                 Ok(outcome) => Ok(outcome),
-                // The runtime stopped before the workflow finished.
-                Err(_) => Err(Error::ShuttingDown),
+                // Its task here ended without an outcome (shutdown, or the workflow
+                // was handed to another executor): wait for it through the database.
+                Err(_) => self.engine.wait_for_outcome(&self.id).await,
             },
             None => self.engine.wait_for_outcome(&self.id).await,
         }

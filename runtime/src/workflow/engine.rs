@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::error::{Error, Result};
+use crate::queue::{INTERNAL_QUEUE, Queue};
 use crate::registry::{Registry, WorkflowSpec};
-use crate::store::{Finish, NewWorkflow, Outcome, StepRecord, Store, WorkflowState, error_json};
+use crate::store::{Claimed, Finish, NewWorkflow, Outcome, StepRecord, Store, WorkflowState, error_json};
 use crate::workflow::call::StartOptions;
 use crate::workflow::context::{self, WorkflowContext};
 
@@ -32,6 +33,12 @@ pub(crate) struct Engine {
     pub store: Store,
     pub registry: Registry,
     pub config: EngineConfig,
+    /// The declared queues, by name.
+    pub queues: HashMap<&'static str, Queue>,
+    /// This process's running workflows per queue (for `worker_concurrency`).
+    queue_running: Mutex<HashMap<String, u32>>,
+    /// Wakes the dispatcher when a queued workflow of this process ends.
+    pub dispatch_wakeup: Notify,
     /// The tokio runtime the engine was launched on: workflows run there, whichever
     /// runtime their caller is on.
     tasks: tokio::runtime::Handle,
@@ -41,8 +48,10 @@ pub(crate) struct Engine {
     running: AtomicUsize,
     parked: AtomicUsize,
     shutting_down: AtomicBool,
-    /// Set when shutdown stops waiting: every workflow task ends where it is.
-    stop: watch::Sender<bool>,
+    /// Bumped to end every workflow task where it stands: when shutdown stops
+    /// waiting, or when this executor learns it was declared dead and its work
+    /// was handed to others.
+    generation: watch::Sender<u64>,
 }
 
 /// The result of [`Engine::start`].
@@ -53,17 +62,20 @@ pub(crate) struct Started {
 }
 
 impl Engine {
-    pub fn new(store: Store, registry: Registry, config: EngineConfig) -> Arc<Engine> {
+    pub fn new(store: Store, registry: Registry, queues: HashMap<&'static str, Queue>, config: EngineConfig) -> Arc<Engine> {
         Arc::new(Engine {
             store,
             registry,
             config,
+            queues,
+            queue_running: Mutex::new(HashMap::new()),
+            dispatch_wakeup: Notify::new(),
             tasks: tokio::runtime::Handle::current(),
             waiters: Mutex::new(HashMap::new()),
             running: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
-            stop: watch::Sender::new(false),
+            generation: watch::Sender::new(0),
         })
     }
 
@@ -101,20 +113,44 @@ impl Engine {
             },
         };
         let timeout = options.timeout;
+        if let Some(queue) = &options.queue {
+            if !self.queues.contains_key(queue.as_str()) {
+                let mut declared: Vec<_> = self.queues.keys().filter(|q| **q != INTERNAL_QUEUE).copied().collect();
+                declared.sort();
+                return Err(Error::UnknownQueue { queue: queue.clone(), declared: declared.join(", ") });
+            }
+        }
+        let queued = options.queue.is_some();
         let row = NewWorkflow {
             id: id.clone(),
             name: spec.name.to_owned(),
-            status: WorkflowState::Pending.as_str(),
+            status: if queued { WorkflowState::Enqueued } else { WorkflowState::Pending }.as_str(),
             inputs: inputs.clone(),
-            executor_id: Some(self.config.executor_id.clone()),
+            executor_id: (!queued).then(|| self.config.executor_id.clone()),
             app_version: self.config.app_version.clone(),
             timeout_ms: timeout.map(|t| t.as_millis().min(i64::MAX as u128) as i64),
             source: None,
+            queue: options.queue.clone(),
+            priority: options.priority,
+            partition_key: options.partition_key.clone(),
+            deduplication_id: options.deduplication_id.clone(),
         };
-        if self.store.writer.insert(row).await? {
+        let inserted = match self.store.writer.insert(row).await {
+            Ok(inserted) => inserted,
+            Err(e) if is_deduplication_conflict(&e) => {
+                let (queue, dedup) = (options.queue.unwrap_or_default(), options.deduplication_id.unwrap_or_default());
+                let holder = self.store.deduplication_holder(&queue, &dedup).await?.unwrap_or_else(|| "<finished since>".into());
+                return Err(Error::Deduplicated { queue, deduplication_id: dedup, holder });
+            }
+            Err(e) => return Err(e),
+        };
+        if inserted && queued {
+            return Ok(Started { id, completion: None });
+        }
+        if inserted {
             let (tx, rx) = oneshot::channel();
             self.waiters.lock().expect("waiters poisoned").entry(id.clone()).or_default().push(tx);
-            self.spawn(spec, id.clone(), inputs, HashMap::new(), timeout);
+            self.spawn(spec, id.clone(), inputs, HashMap::new(), timeout, None);
             return Ok(Started { id, completion: Some(rx) });
         }
         match self.store.workflow_name(&id).await? {
@@ -165,18 +201,25 @@ impl Engine {
         inputs: String,
         recorded: HashMap<i32, StepRecord>,
         timeout: Option<Duration>,
+        queue: Option<String>,
     ) {
         let engine = self.clone();
         let ctx = Arc::new(WorkflowContext::new(engine.clone(), id.clone(), recorded));
-        let mut stop = self.stop.subscribe();
+        let mut generation = self.generation.subscribe();
+        let started_in = *generation.borrow_and_update();
         self.running.fetch_add(1, Ordering::SeqCst);
+        if let Some(queue) = &queue {
+            *self.queue_running.lock().expect("queue counts poisoned").entry(queue.clone()).or_default() += 1;
+        }
         self.tasks.spawn(async move {
             let _running = Counted(&engine.running);
+            let _queued = queue.map(|queue| QueueSlot { engine: &engine, queue });
             let body = ctx.scope(AssertUnwindSafe((spec.invoke)(inputs)).catch_unwind());
             let ended = tokio::select! {
                 ended = with_timeout(timeout, body) => ended,
-                // Shutdown gave up waiting: the row stays PENDING and is recovered later.
-                _ = stop.wait_for(|stop| *stop) => return,
+                // Shutdown gave up waiting, or the work was handed to another executor:
+                // the row is recovered later (by this executor or by that one).
+                _ = generation.wait_for(|g| *g != started_in) => return,
             };
             let (state, output, error) = match ended {
                 Some(Ok(Ok(output))) => (WorkflowState::Success, Some(output), None),
@@ -232,10 +275,41 @@ impl Engine {
             let recorded = self.store.steps(&workflow.id).await?;
             let timeout = workflow.remaining_ms.map(|ms| Duration::from_millis(ms.max(0) as u64));
             tracing::info!(workflow_id = %workflow.id, attempt = attempts, steps = recorded.len(), "exactly: recovering workflow");
-            self.spawn(spec, workflow.id, workflow.inputs, recorded, timeout);
+            self.spawn(spec, workflow.id, workflow.inputs, recorded, timeout, workflow.queue);
             resumed += 1;
         }
         Ok(resumed)
+    }
+
+    /// Ends every workflow task of this process where it stands.
+    pub fn end_all_workflows(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// How many more workflows of `queue` this process may run now.
+    pub fn local_slots(&self, queue: &Queue) -> u32 {
+        let running = self.queue_running.lock().expect("queue counts poisoned").get(queue.name).copied().unwrap_or(0);
+        queue.worker_concurrency.map_or(u32::MAX, |limit| limit.saturating_sub(running))
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Runs workflows the dispatcher claimed from a queue.
+    pub async fn run_claimed(self: &Arc<Self>, claimed: Vec<Claimed>) -> Result<()> {
+        for Claimed { workflow, attempts } in claimed {
+            let Some(spec) = self.registry.get(&workflow.name) else {
+                tracing::warn!(workflow_id = %workflow.id, name = %workflow.name, "exactly: claimed a workflow this program does not register; it stays PENDING for an executor that does");
+                continue;
+            };
+            // Only a workflow that ran before (and was handed back) has records.
+            let recorded = if attempts > 1 { self.store.steps(&workflow.id).await? } else { HashMap::new() };
+            let timeout = workflow.remaining_ms.map(|ms| Duration::from_millis(ms.max(0) as u64));
+            self.spawn(spec, workflow.id, workflow.inputs, recorded, timeout, workflow.queue);
+        }
+        Ok(())
     }
 
     /// Called before a step runs: once shutdown has begun, no new step starts; the
@@ -260,19 +334,41 @@ impl Engine {
         if unfinished > 0 {
             tracing::info!(unfinished, "exactly: shutting down; unfinished workflows stay PENDING and resume at the next launch");
         }
-        self.stop.send_replace(true);
+        self.end_all_workflows();
         // The tasks end at their next poll; give them a moment so the pool closes cleanly.
         let deadline = Instant::now() + Duration::from_secs(1);
         while self.running.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let mut current = CURRENT.write().expect("engine lock poisoned");
-        if current.as_ref().is_some_and(|e| Arc::ptr_eq(e, self)) {
-            *current = None;
+        {
+            let mut current = CURRENT.write().expect("engine lock poisoned");
+            if current.as_ref().is_some_and(|e| Arc::ptr_eq(e, self)) {
+                *current = None;
+            }
         }
-        drop(current);
         self.store.pool().close().await;
     }
+}
+
+/// A running queued workflow: frees its per-process slot and wakes the dispatcher
+/// when it ends, however it ends.
+struct QueueSlot<'a> {
+    engine: &'a Engine,
+    queue: String,
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.engine.queue_running.lock().expect("queue counts poisoned").get_mut(&self.queue) {
+            *n = n.saturating_sub(1);
+        }
+        self.engine.dispatch_wakeup.notify_one();
+    }
+}
+
+fn is_deduplication_conflict(e: &Error) -> bool {
+    matches!(e, Error::Database { source: sqlx::Error::Database(db), .. }
+        if db.constraint() == Some("workflow_status_deduplication"))
 }
 
 /// Decrements its counter when dropped.

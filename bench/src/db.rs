@@ -1,0 +1,83 @@
+//! The benchmark databases: one fresh database per system on the same server.
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection};
+
+use crate::Error;
+
+/// Connects to the database the URL names (the maintenance connection).
+async fn admin(url: &str) -> Result<PgConnection, Error> {
+    let options: PgConnectOptions = url.parse()?;
+    Ok(options.connect().await?)
+}
+
+/// The URL `url` with its database replaced by `database` (query string kept).
+pub fn with_database(url: &str, database: &str) -> Result<String, Error> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("not a URL: {url}"))?;
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let authority = before_query.split_once('/').map_or(before_query, |(a, _)| a);
+    let mut out = format!("{scheme}://{authority}/{database}");
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    Ok(out)
+}
+
+/// Drops (terminating any leftover sessions) and creates `database`; returns its URL.
+pub async fn recreate(url: &str, database: &str) -> Result<String, Error> {
+    assert!(database.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "plain identifier expected");
+    let mut conn = admin(url).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")))
+        .execute(&mut conn)
+        .await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}"))).execute(&mut conn).await?;
+    conn.close().await?;
+    with_database(url, database)
+}
+
+/// What the report says about the server.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    pub version: String,
+    pub settings: Vec<(String, String)>,
+}
+
+pub async fn server_info(url: &str) -> Result<ServerInfo, Error> {
+    let mut conn = admin(url).await?;
+    let version: String = sqlx::query_scalar("SHOW server_version").fetch_one(&mut conn).await?;
+    let mut settings = Vec::new();
+    for name in ["fsync", "synchronous_commit", "wal_sync_method", "max_connections", "shared_buffers"] {
+        let value: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {name}"))).fetch_one(&mut conn).await?;
+        settings.push((name.to_owned(), value));
+    }
+    conn.close().await?;
+    Ok(ServerInfo { version, settings })
+}
+
+/// How many rows of `table` have `status = 'SUCCESS'` (a check, never timed).
+pub async fn count_success(url: &str, table: &str) -> Result<i64, Error> {
+    let mut conn = admin(url).await?;
+    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table} WHERE status = 'SUCCESS'")))
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn replaces_the_database_and_keeps_the_query() {
+        assert_eq!(
+            with_database("postgres://u:p@127.0.0.1:5432/postgres?sslmode=disable", "bench_x").unwrap(),
+            "postgres://u:p@127.0.0.1:5432/bench_x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "b").unwrap(), "postgres://h/b");
+    }
+}

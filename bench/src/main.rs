@@ -1,0 +1,371 @@
+//! `exactly-bench`: runs the same workloads on `exactly` and on the `dbos` crate
+//! against the same PostgreSQL server, in one run, and prints the ratios.
+//!
+//! Run it in release mode only: `cargo run --release -p exactly-bench -- --help`.
+
+mod db;
+mod stats;
+mod systems;
+mod workloads;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stats::{Better, Row};
+use systems::System;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+const DEFAULT_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable";
+
+const USAGE: &str = "\
+exactly-bench: the same workloads on exactly and on the dbos crate, same Postgres, one run
+
+USAGE: exactly-bench [OPTIONS]      (build with --release: debug numbers mean nothing)
+
+OPTIONS:
+  --workflows N        workflows in the concurrent workload (default 2000)
+  --serial N           workflows in the serial workload (default 200)
+  --rounds N           measured rounds of each workload per system, alternating (default 3)
+  --only SYSTEM        run one system only: exactly | dbos
+  --database-url URL   the server's maintenance database; bench_exactly and bench_dbos are
+                       dropped and created beside it (default: $DATABASE_URL, else
+                       postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable)
+  --pool N             give both systems a pool of N connections (default: each one's own)
+  -h, --help           this text
+";
+
+/// The systems, in the order they are launched and listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Exactly,
+    Dbos,
+}
+
+impl Kind {
+    const ALL: [Kind; 2] = [Kind::Exactly, Kind::Dbos];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Exactly => "exactly",
+            Kind::Dbos => "dbos",
+        }
+    }
+
+    fn database(self) -> &'static str {
+        match self {
+            Kind::Exactly => "bench_exactly",
+            Kind::Dbos => "bench_dbos",
+        }
+    }
+
+    async fn launch(self, url: &str, pool: Option<u32>) -> Result<Arc<dyn System>, Error> {
+        Ok(match self {
+            Kind::Exactly => Arc::new(systems::exactly::Exactly::launch(url, pool).await?),
+            Kind::Dbos => Arc::new(systems::dbos::Dbos::launch(url, pool).await?),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Args {
+    workflows: u64,
+    serial: u64,
+    rounds: usize,
+    only: Option<Kind>,
+    database_url: String,
+    pool: Option<u32>,
+}
+
+impl Args {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, Error> {
+        let mut parsed = Args {
+            workflows: 2000,
+            serial: 200,
+            rounds: 3,
+            only: None,
+            database_url: std::env::var("DATABASE_URL").ok().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| DEFAULT_URL.to_owned()),
+            pool: None,
+        };
+        while let Some(arg) = args.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
+                _ => (arg.clone(), None),
+            };
+            let mut value = || inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{flag} needs a value"));
+            fn number<T: std::str::FromStr>(flag: &str, text: String) -> Result<T, Error> {
+                text.parse().map_err(|_| format!("{flag}: `{text}` is not a valid number").into())
+            }
+            match flag.as_str() {
+                "-h" | "--help" => return Ok(None),
+                "--workflows" => parsed.workflows = number(&flag, value()?)?,
+                "--serial" => parsed.serial = number(&flag, value()?)?,
+                "--rounds" => parsed.rounds = number(&flag, value()?)?,
+                "--pool" => parsed.pool = Some(number(&flag, value()?)?),
+                "--database-url" => parsed.database_url = value()?,
+                "--only" => {
+                    let name = value()?;
+                    parsed.only = Some(
+                        Kind::ALL
+                            .into_iter()
+                            .find(|k| k.name() == name)
+                            .ok_or_else(|| format!("--only: unknown system `{name}` (expected exactly or dbos)"))?,
+                    );
+                }
+                other => return Err(format!("unknown argument `{other}` (see --help)").into()),
+            }
+        }
+        if parsed.workflows == 0 || parsed.serial == 0 || parsed.rounds == 0 {
+            return Err("--workflows, --serial and --rounds must be at least 1".into());
+        }
+        Ok(Some(parsed))
+    }
+
+    fn kinds(&self) -> Vec<Kind> {
+        Kind::ALL.into_iter().filter(|k| self.only.is_none_or(|only| only == *k)).collect()
+    }
+}
+
+/// A launched system and what was measured on it.
+struct Subject {
+    system: Arc<dyn System>,
+    url: String,
+    throughputs: Vec<f64>,
+    latencies: Vec<Duration>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("exactly-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("exactly-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Error> {
+    if cfg!(debug_assertions) {
+        eprintln!("exactly-bench: WARNING: this is a debug build; benchmarks must be run in release mode");
+    }
+    let server = db::server_info(&args.database_url)
+        .await
+        .map_err(|e| format!("cannot reach PostgreSQL at {}: {e}", redact(&args.database_url)))?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    println!("command:  {command}");
+    println!("build:    {}", if cfg!(debug_assertions) { "DEBUG (numbers not valid)" } else { "release" });
+    println!("machine:  {}", machine());
+    println!(
+        "postgres: {} ({})",
+        server.version,
+        server.settings.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+    );
+    println!("versions: {}", versions());
+    let load = load_average();
+    println!("load:     {load} (1, 5, 15 min) at the start");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    if load.split_whitespace().next().and_then(|l| l.parse::<f64>().ok()).is_some_and(|l| l > cpus / 2.0) {
+        println!("note:     the machine is busy; latencies in particular will be noisy");
+    }
+    println!(
+        "workload: concurrent W={}, serial N={}, {} measured round(s) each after one warm-up, systems alternating",
+        args.workflows, args.serial, args.rounds
+    );
+
+    let mut subjects = Vec::new();
+    for kind in args.kinds() {
+        let url = db::recreate(&args.database_url, kind.database()).await?;
+        let system = kind.launch(&url, args.pool).await.map_err(|e| format!("launching {}: {e}", kind.name()))?;
+        println!("settings: {}", system.describe());
+        subjects.push(Subject { system, url, throughputs: Vec::new(), latencies: Vec::new() });
+    }
+
+    // One warm-up of each workload per system: connections opened, statements prepared,
+    // caches filled. Not reported.
+    for s in &subjects {
+        let elapsed = workloads::concurrent::run(&s.system, args.workflows).await?;
+        workloads::serial::run(&s.system, args.serial).await?;
+        println!("warm-up:  {} done (concurrent took {:.0} ms)", s.system.name(), stats::ms(elapsed));
+    }
+
+    for round in 1..=args.rounds {
+        for s in alternate(&mut subjects, round) {
+            let elapsed = checked(s, args.workflows, workloads::concurrent::run(&s.system, args.workflows)).await?;
+            let throughput = args.workflows as f64 / elapsed.as_secs_f64();
+            println!("round {round}:  concurrent {:<7} {throughput:>8.0} wf/s ({:.0} ms)", s.system.name(), stats::ms(elapsed));
+            s.throughputs.push(throughput);
+        }
+    }
+    for round in 1..=args.rounds {
+        for s in alternate(&mut subjects, round) {
+            let latencies = checked(s, args.serial, workloads::serial::run(&s.system, args.serial)).await?;
+            println!(
+                "round {round}:  serial     {:<7} p50 {:.2} ms, p99 {:.2} ms",
+                s.system.name(),
+                stats::ms(stats::percentile(&latencies, 50.0)),
+                stats::ms(stats::percentile(&latencies, 99.0))
+            );
+            s.latencies.extend(latencies);
+        }
+    }
+
+    let pick = |name: &str, f: &dyn Fn(&Subject) -> f64| subjects.iter().find(|s| s.system.name() == name).map(f);
+    let throughput = |s: &Subject| stats::median(&s.throughputs);
+    let p = |q: f64| move |s: &Subject| stats::ms(stats::percentile(&s.latencies, q));
+    let rows = vec![
+        Row {
+            workload: format!("concurrent: {} workflows, throughput (median of {})", args.workflows, args.rounds),
+            unit: "wf/s",
+            better: Better::Higher,
+            exactly: pick("exactly", &throughput),
+            dbos: pick("dbos", &throughput),
+        },
+        Row {
+            workload: format!("serial: {} workflows x {}, p50 latency", args.serial, args.rounds),
+            unit: "ms",
+            better: Better::Lower,
+            exactly: pick("exactly", &p(50.0)),
+            dbos: pick("dbos", &p(50.0)),
+        },
+        Row {
+            workload: format!("serial: {} workflows x {}, p99 latency", args.serial, args.rounds),
+            unit: "ms",
+            better: Better::Lower,
+            exactly: pick("exactly", &p(99.0)),
+            dbos: pick("dbos", &p(99.0)),
+        },
+    ];
+    println!("load:     {} (1, 5, 15 min) at the end", load_average());
+    println!();
+    print!("{}", stats::table(&rows));
+    println!("ratio > 1 means exactly is better (exactly/dbos for throughput, dbos/exactly for latency)");
+
+    for s in &subjects {
+        s.system.shutdown().await?;
+    }
+    Ok(())
+}
+
+/// Runs a measured workload and checks, outside the timing, that it left exactly
+/// `workflows` new SUCCESS rows in the system's database.
+async fn checked<T>(s: &Subject, workflows: u64, workload: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    let before = db::count_success(&s.url, s.system.status_table()).await?;
+    let measured = workload.await?;
+    let after = db::count_success(&s.url, s.system.status_table()).await?;
+    if after - before != workflows as i64 {
+        let name = s.system.name();
+        return Err(format!("{name}: {} new SUCCESS rows after the run, expected {workflows}", after - before).into());
+    }
+    Ok(measured)
+}
+
+/// The subjects in launch order in odd rounds (the first is 1) and reversed in even ones.
+fn alternate(subjects: &mut [Subject], round: usize) -> Vec<&mut Subject> {
+    let mut order: Vec<&mut Subject> = subjects.iter_mut().collect();
+    if round.is_multiple_of(2) {
+        order.reverse();
+    }
+    order
+}
+
+/// CPU count and model, kernel.
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, m)| m.trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(|_| "unknown".to_owned(), |k| k.trim().to_owned());
+    format!("nproc={cpus}, {model}, Linux {kernel}")
+}
+
+/// The load averages, which say whether something else was using the machine.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// The exactly commit (from git, at run time) and the dbos version (from Cargo.lock,
+/// at build time).
+fn versions() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(["-C", env!("CARGO_MANIFEST_DIR")])
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    format!(
+        "exactly {commit}{}, dbos {}",
+        if dirty { " (with uncommitted changes)" } else { "" },
+        locked_version("dbos").unwrap_or("unknown")
+    )
+}
+
+/// The version of `package` recorded in the workspace's Cargo.lock.
+fn locked_version(package: &str) -> Option<&'static str> {
+    const LOCK: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"));
+    let mut lines = LOCK.lines();
+    while let Some(line) = lines.next() {
+        if line == format!("name = \"{package}\"") {
+            return lines.next()?.strip_prefix("version = \"")?.strip_suffix('"');
+        }
+    }
+    None
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, rest)), Some(_)) => {
+            let (userinfo, host) = rest.rsplit_once('@').unwrap_or(("", rest));
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Args>, Error> {
+        Args::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn parses_the_options() {
+        let args = parse(&["--workflows", "10", "--serial=5", "--only", "dbos", "--database-url", "postgres://x/y", "--pool", "4"])
+            .unwrap()
+            .unwrap();
+        assert_eq!((args.workflows, args.serial, args.only, args.pool), (10, 5, Some(Kind::Dbos), Some(4)));
+        assert_eq!(args.database_url, "postgres://x/y");
+        assert!(parse(&["--only", "nope"]).is_err());
+        assert!(parse(&["--workflows"]).is_err());
+        assert!(parse(&["--help"]).unwrap().is_none());
+    }
+
+    #[test]
+    fn redacts_the_password() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+    }
+}

@@ -1,0 +1,5 @@
+//! The workloads. Each takes a launched [`System`](crate::systems::System) and returns
+//! raw measurements; `main` turns them into table rows.
+
+pub mod concurrent;
+pub mod serial;

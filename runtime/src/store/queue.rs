@@ -1,0 +1,236 @@
+//! SQL of durable queues: claiming ENQUEUED rows within the queue's limits, executor
+//! heartbeats, and handing a dead executor's work back to the queues.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use super::{PendingWorkflow, Store};
+use crate::error::{Error, Result};
+use crate::queue::{INTERNAL_QUEUE, Queue};
+
+/// The NOTIFY channel on which new ENQUEUED rows are announced (payload: the queue).
+pub(crate) const ENQUEUED_CHANNEL: &str = "exactly_enqueued";
+
+/// How many ENQUEUED rows a partitioned claim looks at to fill its slots.
+const PARTITION_SCAN: i64 = 1000;
+
+/// A workflow this executor just claimed from a queue.
+pub(crate) struct Claimed {
+    pub workflow: PendingWorkflow,
+    /// Executions started, this one included; above 1 the workflow has recorded steps.
+    pub attempts: i32,
+}
+
+const CLAIM_SET: &str = "SET status = 'PENDING', executor_id = $2, started_at = clock_timestamp(),
+        updated_at = clock_timestamp(), recovery_attempts = recovery_attempts + 1,
+        deadline = COALESCE(deadline, clock_timestamp() + timeout_ms * interval '1 millisecond')";
+
+const CLAIM_RETURNING: &str = "RETURNING workflow_id, name, inputs::text AS inputs, recovery_attempts, queue_name,
+        (EXTRACT(EPOCH FROM (deadline - clock_timestamp())) * 1000)::bigint AS remaining_ms";
+
+impl Store {
+    /// Moves up to `want` ENQUEUED workflows of `queue` to PENDING for `executor`,
+    /// in priority then creation order, within the queue's global limits.
+    ///
+    /// Queues with a global limit serialize their claims on an advisory lock, so the
+    /// count of running (or recently started) workflows cannot change between the
+    /// check and the claim; queues without one claim with `SKIP LOCKED` only.
+    pub async fn claim(&self, queue: &Queue, executor: &str, want: u32) -> Result<Vec<Claimed>> {
+        let fail = |e| Error::db(format!("claiming workflows from queue `{}`", queue.name), e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let mut allowed = i64::from(want);
+        if queue.has_global_limit() {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('exactly.queue.' || $1))")
+                .bind(queue.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            let period_ms = queue.rate_limit.map(|r| r.period.as_millis() as i64).unwrap_or(0);
+            let (running, recent): (i64, i64) = sqlx::query_as(
+                "SELECT count(*) FILTER (WHERE status = 'PENDING'),
+                        count(*) FILTER (WHERE started_at > clock_timestamp() - $2 * interval '1 millisecond')
+                 FROM workflow_status
+                 WHERE queue_name = $1
+                   AND (status = 'PENDING' OR started_at > clock_timestamp() - $2 * interval '1 millisecond')",
+            )
+            .bind(queue.name)
+            .bind(period_ms)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(fail)?;
+            if let Some(limit) = queue.concurrency {
+                allowed = allowed.min(i64::from(limit) - running);
+            }
+            if let Some(rate) = queue.rate_limit {
+                allowed = allowed.min(i64::from(rate.limit) - recent);
+            }
+        }
+        if allowed <= 0 {
+            tx.commit().await.map_err(fail)?;
+            return Ok(Vec::new());
+        }
+        let rows = match queue.partition_concurrency {
+            None => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE workflow_status {CLAIM_SET}
+                 WHERE workflow_id IN (
+                     SELECT workflow_id FROM workflow_status
+                     WHERE queue_name = $1 AND status = 'ENQUEUED'
+                     ORDER BY priority, created_at
+                     LIMIT $3
+                     FOR UPDATE SKIP LOCKED)
+                 {CLAIM_RETURNING}"
+            )))
+            .bind(queue.name)
+            .bind(executor)
+            .bind(allowed)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(fail)?,
+            Some(per_partition) => {
+                let ids = pick_by_partition(&mut tx, queue.name, per_partition, allowed).await.map_err(fail)?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE workflow_status {CLAIM_SET}
+                     WHERE workflow_id = ANY($3) AND queue_name = $1 AND status = 'ENQUEUED'
+                     {CLAIM_RETURNING}"
+                )))
+                .bind(queue.name)
+                .bind(executor)
+                .bind(ids)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(fail)?
+            }
+        };
+        tx.commit().await.map_err(fail)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Claimed {
+                workflow: PendingWorkflow {
+                    id: row.get("workflow_id"),
+                    name: row.get("name"),
+                    inputs: row.get("inputs"),
+                    queue: row.get("queue_name"),
+                    remaining_ms: row.get("remaining_ms"),
+                },
+                attempts: row.get("recovery_attempts"),
+            })
+            .collect())
+    }
+
+    /// The workflow that holds a deduplication ID on a queue, if any.
+    pub async fn deduplication_holder(&self, queue: &str, deduplication_id: &str) -> Result<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT workflow_id FROM workflow_status
+             WHERE queue_name = $1 AND deduplication_id = $2 AND status IN ('ENQUEUED', 'PENDING')",
+        )
+        .bind(queue)
+        .bind(deduplication_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| Error::db(format!("reading deduplication ID `{deduplication_id}` of queue `{queue}`"), e))
+    }
+
+    /// Records that `executor` is alive. Returns false if its row was gone, which
+    /// means another executor declared it dead and took over its PENDING workflows.
+    pub async fn heartbeat(&self, executor: &str, app_version: &str) -> Result<bool> {
+        let fail = |e| Error::db(format!("recording the heartbeat of executor `{executor}`"), e);
+        let updated = sqlx::query("UPDATE executors SET last_heartbeat = clock_timestamp() WHERE executor_id = $1")
+            .bind(executor)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?
+            .rows_affected();
+        if updated == 0 {
+            sqlx::query(
+                "INSERT INTO executors (executor_id, app_version, last_heartbeat) VALUES ($1, $2, clock_timestamp())
+                 ON CONFLICT (executor_id) DO UPDATE SET last_heartbeat = clock_timestamp()",
+            )
+            .bind(executor)
+            .bind(app_version)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
+        }
+        Ok(updated > 0)
+    }
+
+    /// Declares dead every other executor silent for longer than `timeout_ms` and
+    /// puts its PENDING workflows back on their queues (those on none go to the
+    /// internal queue). Returns the queues that received work, announced by NOTIFY.
+    pub async fn requeue_dead(&self, executor: &str, timeout_ms: i64) -> Result<Vec<String>> {
+        let fail = |e| Error::db("handing the work of dead executors back to the queues", e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let queues: Vec<String> = sqlx::query_scalar(
+            "WITH dead AS (
+                 DELETE FROM executors
+                 WHERE executor_id <> $1 AND last_heartbeat < clock_timestamp() - $2 * interval '1 millisecond'
+                 RETURNING executor_id
+             ), moved AS (
+                 UPDATE workflow_status
+                 SET status = 'ENQUEUED', executor_id = NULL, queue_name = COALESCE(queue_name, $3),
+                     updated_at = clock_timestamp()
+                 WHERE status = 'PENDING' AND executor_id IN (SELECT executor_id FROM dead)
+                 RETURNING queue_name
+             )
+             SELECT DISTINCT queue_name FROM moved",
+        )
+        .bind(executor)
+        .bind(timeout_ms)
+        .bind(INTERNAL_QUEUE)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+        for queue in &queues {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(ENQUEUED_CHANNEL)
+                .bind(queue)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(queues)
+    }
+}
+
+/// Chooses up to `allowed` ENQUEUED workflows in priority order such that no
+/// partition key runs more than `per_partition` at once.
+async fn pick_by_partition(
+    tx: &mut sqlx::PgConnection,
+    queue: &str,
+    per_partition: u32,
+    allowed: i64,
+) -> std::result::Result<Vec<String>, sqlx::Error> {
+    let running: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT COALESCE(partition_key, ''), count(*) FROM workflow_status
+         WHERE queue_name = $1 AND status = 'PENDING' GROUP BY 1",
+    )
+    .bind(queue)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut slots: HashMap<String, i64> =
+        running.into_iter().map(|(key, n)| (key, i64::from(per_partition) - n)).collect();
+    let candidates: Vec<(String, String)> = sqlx::query_as(
+        "SELECT workflow_id, COALESCE(partition_key, '') FROM workflow_status
+         WHERE queue_name = $1 AND status = 'ENQUEUED'
+         ORDER BY priority, created_at
+         LIMIT $2",
+    )
+    .bind(queue)
+    .bind(PARTITION_SCAN)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut picked = Vec::new();
+    for (id, key) in candidates {
+        if picked.len() as i64 >= allowed {
+            break;
+        }
+        let free = slots.entry(key).or_insert(i64::from(per_partition));
+        if *free > 0 {
+            *free -= 1;
+            picked.push(id);
+        }
+    }
+    Ok(picked)
+}

@@ -1,0 +1,8 @@
+use exactly::workflow;
+
+#[workflow]
+pub struct Process {
+    pub order_id: String,
+}
+
+fn main() {}
