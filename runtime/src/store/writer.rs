@@ -59,6 +59,8 @@ pub(crate) struct Finish {
 enum Write {
     /// Answers whether the row was inserted (false: the ID existed).
     Insert(NewWorkflow, oneshot::Sender<Result<bool>>),
+    /// Rows that must commit together (a receiver's poll batch); answers per row.
+    InsertMany(Vec<NewWorkflow>, oneshot::Sender<Result<Vec<bool>>>),
     Step(StepRecord, oneshot::Sender<Result<()>>),
     Finish(Finish, oneshot::Sender<Result<()>>),
 }
@@ -81,6 +83,15 @@ impl Writer {
     /// Inserts a workflow row unless its ID exists; true if this call inserted it.
     pub async fn insert(&self, row: NewWorkflow) -> Result<bool> {
         self.send(|reply| Write::Insert(row, reply)).await
+    }
+
+    /// Inserts rows in one transaction unless their IDs exist; for each row, true if
+    /// this call inserted it. All rows are durable when this returns.
+    pub async fn insert_many(&self, rows: Vec<NewWorkflow>) -> Result<Vec<bool>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.send(|reply| Write::InsertMany(rows, reply)).await
     }
 
     /// Records a step's output. A record that exists already is kept.
@@ -149,6 +160,9 @@ fn answer(batch: Vec<Write>, inserted: &HashSet<String>) {
         match write {
             // Of two inserts of one ID in one batch, only the first inserted it.
             Write::Insert(row, reply) => drop(reply.send(Ok(inserted.contains(&row.id) && seen.insert(row.id)))),
+            Write::InsertMany(rows, reply) => {
+                drop(reply.send(Ok(rows.into_iter().map(|row| inserted.contains(&row.id) && seen.insert(row.id)).collect())))
+            }
             Write::Step(_, reply) | Write::Finish(_, reply) => drop(reply.send(Ok(()))),
         }
     }
@@ -158,6 +172,11 @@ fn fail(write: Write, source: sqlx::Error) {
     match write {
         Write::Insert(row, reply) => {
             drop(reply.send(Err(Error::db(format!("inserting workflow `{}`", row.id), source))));
+        }
+        Write::InsertMany(rows, reply) => {
+            let first = rows.first().map(|r| r.id.as_str()).unwrap_or_default();
+            let context = format!("inserting {} workflows (the first `{first}`)", rows.len());
+            drop(reply.send(Err(Error::db(context, source))));
         }
         Write::Step(record, reply) => drop(reply.send(Err(Error::db(
             format!("recording step {} of workflow `{}`", record.step_id, record.workflow_id),
@@ -193,6 +212,7 @@ async fn try_write(pool: &PgPool, batch: &[Write]) -> std::result::Result<HashSe
     for write in batch {
         match write {
             Write::Insert(row, _) => inserts.push(row),
+            Write::InsertMany(rows, _) => inserts.extend(rows),
             Write::Step(record, _) => steps.push(record),
             Write::Finish(finish, _) => finishes.push(finish),
         }

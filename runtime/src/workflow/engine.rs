@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use tokio::sync::{Notify, oneshot, watch};
 
 use crate::error::{Error, Result};
@@ -52,6 +53,23 @@ pub(crate) struct Engine {
     /// waiting, or when this executor learns it was declared dead and its work
     /// was handed to others.
     generation: watch::Sender<u64>,
+    /// What the receivers registered to run first at shutdown (stop polling, commit).
+    before_shutdown: Mutex<Vec<BoxFuture<'static, ()>>>,
+}
+
+/// One message's workflow, for [`Engine::start_batch`].
+pub(crate) struct BatchStart {
+    pub spec: &'static WorkflowSpec,
+    /// Derived from the message (e.g. `kafka:{group}:{topic}:{partition}:{offset}`).
+    pub id: String,
+    /// The workflow's JSON inputs.
+    pub inputs: String,
+    /// Enqueue here instead of running at once.
+    pub queue: Option<String>,
+    /// For queues with partition concurrency (ordering by partition or key).
+    pub partition_key: Option<String>,
+    /// Where the message came from (JSON), for operators.
+    pub source: Option<String>,
 }
 
 /// The result of [`Engine::start`].
@@ -76,6 +94,7 @@ impl Engine {
             parked: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
             generation: watch::Sender::new(0),
+            before_shutdown: Mutex::new(Vec::new()),
         })
     }
 
@@ -115,9 +134,7 @@ impl Engine {
         let timeout = options.timeout;
         if let Some(queue) = &options.queue {
             if !self.queues.contains_key(queue.as_str()) {
-                let mut declared: Vec<_> = self.queues.keys().filter(|q| **q != INTERNAL_QUEUE).copied().collect();
-                declared.sort();
-                return Err(Error::UnknownQueue { queue: queue.clone(), declared: declared.join(", ") });
+                return Err(Error::UnknownQueue { queue: queue.clone(), declared: self.queue_names() });
             }
         }
         let queued = options.queue.is_some();
@@ -159,6 +176,54 @@ impl Engine {
             }
             _ => Ok(Started { id, completion: None }),
         }
+    }
+
+    /// Starts one workflow per message, all rows committed in one transaction
+    /// (`ON CONFLICT DO NOTHING`): when this returns, every message has its durable
+    /// row, so the receiver may acknowledge them. Returns, per start, whether this
+    /// call inserted the row (false: a redelivery of a message already recorded).
+    /// Inserted rows not on a queue start running here at once.
+    pub async fn start_batch(self: &Arc<Self>, starts: Vec<BatchStart>) -> Result<Vec<bool>> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(Error::ShuttingDown);
+        }
+        for start in &starts {
+            if let Some(queue) = &start.queue {
+                if !self.queues.contains_key(queue.as_str()) {
+                    return Err(Error::UnknownQueue { queue: queue.clone(), declared: self.queue_names() });
+                }
+            }
+        }
+        let rows = starts
+            .iter()
+            .map(|start| NewWorkflow {
+                id: start.id.clone(),
+                name: start.spec.name.to_owned(),
+                status: if start.queue.is_some() { WorkflowState::Enqueued } else { WorkflowState::Pending }.as_str(),
+                inputs: start.inputs.clone(),
+                executor_id: start.queue.is_none().then(|| self.config.executor_id.clone()),
+                app_version: self.config.app_version.clone(),
+                timeout_ms: None,
+                source: start.source.clone(),
+                queue: start.queue.clone(),
+                priority: 0,
+                partition_key: start.partition_key.clone(),
+                deduplication_id: None,
+            })
+            .collect();
+        let inserted = self.store.writer.insert_many(rows).await?;
+        for (start, inserted) in starts.into_iter().zip(&inserted) {
+            if *inserted && start.queue.is_none() {
+                self.spawn(start.spec, start.id, start.inputs, HashMap::new(), None, None);
+            }
+        }
+        Ok(inserted)
+    }
+
+    fn queue_names(&self) -> String {
+        let mut declared: Vec<_> = self.queues.keys().filter(|q| **q != INTERNAL_QUEUE).copied().collect();
+        declared.sort();
+        declared.join(", ")
     }
 
     /// Waits until the workflow `id` (run here or by any other process) has ended.
@@ -281,6 +346,12 @@ impl Engine {
         Ok(resumed)
     }
 
+    /// Registers work to run at the start of shutdown, before workflows drain (a
+    /// receiver stops polling and commits what it acknowledged).
+    pub fn before_shutdown(&self, stop: BoxFuture<'static, ()>) {
+        self.before_shutdown.lock().expect("shutdown hooks poisoned").push(stop);
+    }
+
     /// Ends every workflow task of this process where it stands.
     pub fn end_all_workflows(&self) {
         self.generation.send_modify(|g| *g += 1);
@@ -325,8 +396,13 @@ impl Engine {
     /// Stops accepting work, lets running steps finish (at most `timeout`), then
     /// ends every workflow task where it stands and closes the database pool.
     pub async fn shutdown(self: &Arc<Self>, timeout: Duration) {
-        self.shutting_down.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + timeout;
+        // Receivers stop first, so no new message arrives while workflows drain.
+        let receivers = std::mem::take(&mut *self.before_shutdown.lock().expect("shutdown hooks poisoned"));
+        if tokio::time::timeout(timeout, futures_util::future::join_all(receivers)).await.is_err() {
+            tracing::warn!("exactly: receivers did not stop within the shutdown timeout");
+        }
+        self.shutting_down.store(true, Ordering::SeqCst);
         while self.running.load(Ordering::SeqCst) > self.parked.load(Ordering::SeqCst) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
