@@ -2,9 +2,9 @@
 //! with a side effect (a ledger row in PostgreSQL). The demo kills the worker with
 //! SIGKILL in the middle of the run, starts it again, and shows that the restarted
 //! worker resumed every unfinished order where it stopped: completed steps are
-//! replayed from their checkpoints, not run again; only the steps that were in
-//! flight at the kill run a second time (steps run at least once), and the ledger's
-//! key (order, step) keeps their side effect single. Every workflow ends SUCCESS.
+//! replayed from their checkpoints, not run again; only a step that was in flight
+//! at the kill runs a second time (steps run at least once), and the ledger's key
+//! (order, step) keeps its side effect single. Every workflow ends SUCCESS.
 //!
 //! Run it with `dev/demo` (which starts PostgreSQL), or with `DATABASE_URL` set:
 //! `cargo run --example crash_and_resume`.
@@ -34,9 +34,11 @@ fn ledger() -> &'static PgPool {
     POOL.get_or_init(|| PgPool::connect_lazy(&std::env::var("EXACTLY_DATABASE_URL").unwrap()).unwrap())
 }
 
-/// A side effect keyed by (order, step), so a step re-run after a crash cannot
-/// apply it twice; `executions` counts how often the step body ran.
+/// A step's work (30 ms) and then its side effect, keyed by (order, step) so that a
+/// step re-run after a crash cannot apply it twice; `executions` counts how often
+/// the effect was attempted.
 async fn record(order: u32, step: &str) -> exactly::Result<()> {
+    tokio::time::sleep(Duration::from_millis(30)).await;
     sqlx::query(
         "INSERT INTO public.ledger (order_id, step, executions) VALUES ($1, $2, 1)
          ON CONFLICT (order_id, step) DO UPDATE SET executions = ledger.executions + 1",
@@ -46,8 +48,7 @@ async fn record(order: u32, step: &str) -> exactly::Result<()> {
     .execute(ledger())
     .await
     .map_err(exactly::Error::msg)?;
-    println!("step {step:<7} done for order {order}");
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    println!("ran {step} for order {order}");
     Ok(())
 }
 
@@ -70,9 +71,14 @@ async fn ship(order: &Order, receipt: &str) -> exactly::Result<String> {
 
 #[workflow]
 async fn fulfil(order: Order) -> exactly::Result<String> {
+    // Each line is printed once the step's checkpoint is durable.
     reserve(&order).await?;
+    println!("step reserve done for order {}", order.id);
     let receipt = charge(&order).await?;
-    ship(&order, &receipt).await
+    println!("step charge  done for order {}", order.id);
+    let shipped = ship(&order, &receipt).await?;
+    println!("step ship    done for order {}", order.id);
+    Ok(shipped)
 }
 
 /// The worker: starts every order's workflow (an existing ID is not started again)
@@ -103,7 +109,7 @@ fn demo_url(admin: &str) -> String {
 }
 
 /// Runs the worker as a child process; kills it with SIGKILL after `kill_after`
-/// completed steps if given. Returns how many steps it reported.
+/// checkpointed steps if given. Returns how many step bodies it ran.
 fn run_worker(url: &str, kill_after: Option<usize>) -> usize {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .arg("worker")
@@ -111,15 +117,19 @@ fn run_worker(url: &str, kill_after: Option<usize>) -> usize {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the worker");
-    let mut steps = 0;
+    let (mut checkpointed, mut ran) = (0, 0);
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
+        if line.starts_with("ran ") {
+            ran += 1;
+            continue;
+        }
         println!("  | {line}");
         if line.starts_with("step ") {
-            steps += 1;
-            if kill_after == Some(steps) {
+            checkpointed += 1;
+            if kill_after == Some(checkpointed) {
                 child.kill().expect("SIGKILL the worker");
-                println!("  X worker killed with SIGKILL after {steps} steps");
+                println!("  X worker killed with SIGKILL after {checkpointed} checkpointed steps");
                 break;
             }
         }
@@ -128,7 +138,7 @@ fn run_worker(url: &str, kill_after: Option<usize>) -> usize {
     if kill_after.is_none() {
         assert!(status.success(), "the restarted worker failed: {status}");
     }
-    steps
+    ran
 }
 
 async fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
@@ -172,8 +182,9 @@ async fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
     println!("   workflows resumed after kill:  {recovered}");
     println!("   step checkpoints:              {checkpoints} (one per order and step)");
     println!("   ledger side effects:           {effects} (one per order and step)");
-    println!("   steps run by the restart:      {resumed_steps}");
-    println!("   steps in flight at the kill, run again: {rerun} (at most one per resumed workflow)");
+    println!("   step bodies run by the restart: {resumed_steps} (replayed steps do not run)");
+    println!("   side effects attempted twice:  {rerun} (a step whose effect ran but whose checkpoint was not yet");
+    println!("                                  committed at the kill runs again; its key keeps the effect single)");
     let expected = i64::from(ORDERS * 3);
     if success == i64::from(ORDERS) && effects == expected && checkpoints == expected && rerun <= recovered {
         println!("   => no order lost, no step recorded twice, completed steps never re-run");
