@@ -13,6 +13,7 @@ exactly::queue!(static RATE_10 = "q_rate", rate_limit = (10, Duration::from_secs
 exactly::queue!(static PARTITIONED = "q_partition", partition_concurrency = 1);
 exactly::queue!(static SERIAL = "q_priority", concurrency = 1);
 exactly::queue!(static DEDUP = "q_dedup", concurrency = 1);
+exactly::queue!(static TWO_PER_PROCESS = "q_worker", worker_concurrency = 2);
 
 /// Known only to the children of the kill test, so only they dispatch it.
 const VICTIM_QUEUE: &str = "q_victim";
@@ -273,6 +274,30 @@ async fn partition_concurrency_one_is_serial_per_key_and_parallel_across_keys() 
     }
     let all: Vec<_> = runs.iter().map(|r| (r.1, r.2)).collect();
     assert!(max_overlap(&all) >= 2, "different partitions never ran in parallel");
+}
+
+#[tokio::test]
+async fn worker_concurrency_holds_in_each_process() {
+    if let Some(role) = common::child_role() {
+        return worker_main(&role).await;
+    }
+    create_tables().await;
+    let (prefix, n) = ("worker-", 18);
+    let workers = spawn_workers("worker_concurrency_holds_in_each_process", prefix, n);
+    for i in 0..n {
+        timed(100).with_id(format!("{prefix}{i}")).on_queue(&TWO_PER_PROCESS).start().await.unwrap();
+    }
+    wait_for_successes(prefix, n as i64).await;
+    finish_workers(workers);
+    let runs = intervals(prefix).await;
+    assert_eq!(runs.len(), n);
+    let pids: std::collections::HashSet<i32> = runs.iter().map(|r| r.3).collect();
+    for pid in &pids {
+        let mine: Vec<_> = runs.iter().filter(|r| r.3 == *pid).map(|r| (r.1, r.2)).collect();
+        assert!(max_overlap(&mine) <= 2, "process {pid} ran {} at once with worker_concurrency 2", max_overlap(&mine));
+    }
+    let all: Vec<_> = runs.iter().map(|r| (r.1, r.2)).collect();
+    assert!(max_overlap(&all) > 2, "with several processes more than 2 run at once in all");
 }
 
 #[tokio::test]
