@@ -3,9 +3,9 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
-use syn::{Attribute, FnArg, GenericArgument, Ident, Pat, PathArguments, Receiver, Signature, Type};
+use syn::{Attribute, FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, Receiver, Signature, Type};
 
-use crate::error::Errors;
+use crate::error::{Errors, with_item};
 
 /// Which attribute is expanding, for the wording of errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +222,36 @@ pub(crate) fn reject_receiver(receiver: Option<&Receiver>, kind: Kind, errors: &
 }
 
 /// The index of the other attribute (`#[step]` on a workflow, `#[workflow]` on a step).
+/// The common entry of `#[workflow]` and `#[step]`: parses the item as a function
+/// and expands it with `try_expand`. On error the function is still emitted (without
+/// the other attribute, which would report the same conflict again) followed by every
+/// error, so the IDE keeps working inside it. `usage` is the example shown when the
+/// item is not a function at all.
+pub(crate) fn expand_fn(
+    kind: Kind,
+    args: TokenStream,
+    item: TokenStream,
+    usage: &str,
+    try_expand: fn(TokenStream, &ItemFn) -> syn::Result<TokenStream>,
+) -> TokenStream {
+    let mut func = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(func) => func,
+        Err(e) => {
+            let message = format!("`#[{}]` applies to an `async fn` with a body, e.g. `{usage}`", kind.attribute());
+            return with_item(item, syn::Error::new(e.span(), message));
+        }
+    };
+    match try_expand(args, &func) {
+        Ok(tokens) => tokens,
+        Err(error) => {
+            if let Some(index) = conflicting_attr(&func.attrs, kind) {
+                func.attrs.remove(index);
+            }
+            with_item(func, error)
+        }
+    }
+}
+
 pub(crate) fn conflicting_attr(attrs: &[Attribute], kind: Kind) -> Option<usize> {
     let other = kind.other().attribute();
     attrs.iter().position(|attr| {

@@ -25,27 +25,11 @@ use syn::ext::IdentExt;
 use syn::{Ident, ItemFn};
 
 use crate::attr::{DEFAULT_BACKOFF_FACTOR, DEFAULT_BACKOFF_MS, DEFAULT_MAX_BACKOFF_MS, StepArgs};
-use crate::error::{Errors, with_item};
+use crate::error::Errors;
 use crate::signature::{self, Arg, Kind, Output, span_range};
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let func = match syn::parse2::<ItemFn>(item.clone()) {
-        Ok(func) => func,
-        Err(e) => {
-            let message = "`#[step]` applies to an `async fn` with a body, e.g. `#[step] async fn charge(order: &Order) -> exactly::Result<Receipt> { .. }`";
-            return with_item(item, syn::Error::new(e.span(), message));
-        }
-    };
-    match try_expand(args, &func) {
-        Ok(tokens) => tokens,
-        Err(error) => {
-            let mut func = func;
-            if let Some(index) = signature::conflicting_attr(&func.attrs, Kind::Step) {
-                func.attrs.remove(index);
-            }
-            with_item(func, error)
-        }
-    }
+    signature::expand_fn(Kind::Step, args, item, "#[step] async fn charge(order: &Order) -> exactly::Result<Receipt> { .. }", try_expand)
 }
 
 pub(crate) fn try_expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {

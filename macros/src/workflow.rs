@@ -26,7 +26,7 @@ use syn::ext::IdentExt;
 use syn::{Ident, ItemFn};
 
 use crate::attr::WorkflowArgs;
-use crate::error::{Errors, with_item};
+use crate::error::Errors;
 use crate::signature::{self, Arg, Kind, Output, span_range, tokens_to_string};
 
 /// The name of the `static WorkflowSpec` that `#[workflow]` emits next to `function`.
@@ -38,24 +38,7 @@ pub(crate) fn spec_ident(function: &Ident) -> Ident {
 }
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let func = match syn::parse2::<ItemFn>(item.clone()) {
-        Ok(func) => func,
-        Err(e) => {
-            let message = "`#[workflow]` applies to an `async fn` with a body, e.g. `#[workflow] async fn process(id: String) -> exactly::Result<()> { .. }`";
-            return with_item(item, syn::Error::new(e.span(), message));
-        }
-    };
-    match try_expand(args, &func) {
-        Ok(tokens) => tokens,
-        Err(error) => {
-            // Without the other attribute, which would report the conflict again.
-            let mut func = func;
-            if let Some(index) = signature::conflicting_attr(&func.attrs, Kind::Workflow) {
-                func.attrs.remove(index);
-            }
-            with_item(func, error)
-        }
-    }
+    signature::expand_fn(Kind::Workflow, args, item, "#[workflow] async fn process(id: String) -> exactly::Result<()> { .. }", try_expand)
 }
 
 pub(crate) fn try_expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
