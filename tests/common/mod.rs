@@ -30,21 +30,40 @@ pub fn url_for(url: &str, database: &str) -> String {
     out
 }
 
-/// Creates an empty database named `name` (dropping an old one) and returns its URL.
+/// Creates an empty database for this test process and returns its URL. The name
+/// is `{name}_{pid}`, so runs of the suite that overlap (two checkouts, a helper
+/// script) never drop each other's database; databases left by processes that no
+/// longer exist are dropped here.
 pub async fn fresh_database(name: &str) -> String {
     let admin = admin_url();
     let mut conn = PgConnection::connect(&admin)
         .await
         .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin} (run `dev/services up`): {e}"));
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+    let existing: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1 || '\\_%'")
+        .bind(name)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    for old in existing {
+        let pid = old.rsplit('_').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+            drop_database(&mut conn, &old).await;
+        }
+    }
+    let database = format!("{name}_{}", std::process::id());
+    drop_database(&mut conn, &database).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{database}\"")))
         .execute(&mut conn)
         .await
         .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut conn)
+    url_for(&admin, &database)
+}
+
+async fn drop_database(conn: &mut PgConnection, database: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)")))
+        .execute(conn)
         .await
         .unwrap();
-    url_for(&admin, name)
 }
 
 /// A runtime shared by all tests of one test binary. It runs on its own tokio
