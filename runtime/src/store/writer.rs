@@ -60,6 +60,7 @@ enum Write {
     /// Answers whether the row was inserted (false: the ID existed).
     Insert(NewWorkflow, oneshot::Sender<Result<bool>>),
     /// Rows that must commit together (a receiver's poll batch); answers per row.
+    #[cfg_attr(not(any(feature = "kafka", feature = "sqs")), allow(dead_code))] // used by the receivers
     InsertMany(Vec<NewWorkflow>, oneshot::Sender<Result<Vec<bool>>>),
     Step(StepRecord, oneshot::Sender<Result<()>>),
     Finish(Finish, oneshot::Sender<Result<()>>),
@@ -87,6 +88,7 @@ impl Writer {
 
     /// Inserts rows in one transaction unless their IDs exist; for each row, true if
     /// this call inserted it. All rows are durable when this returns.
+    #[cfg_attr(not(any(feature = "kafka", feature = "sqs")), allow(dead_code))] // used by the receivers
     pub async fn insert_many(&self, rows: Vec<NewWorkflow>) -> Result<Vec<bool>> {
         if rows.is_empty() {
             return Ok(Vec::new());

@@ -58,6 +58,7 @@ pub(crate) struct Engine {
 }
 
 /// One message's workflow, for [`Engine::start_batch`].
+#[cfg_attr(not(any(feature = "kafka", feature = "sqs")), allow(dead_code))] // used by the receivers
 pub(crate) struct BatchStart {
     pub spec: &'static WorkflowSpec,
     /// Derived from the message (e.g. `kafka:{group}:{topic}:{partition}:{offset}`).
@@ -183,6 +184,7 @@ impl Engine {
     /// row, so the receiver may acknowledge them. Returns, per start, whether this
     /// call inserted the row (false: a redelivery of a message already recorded).
     /// Inserted rows not on a queue start running here at once.
+    #[cfg_attr(not(any(feature = "kafka", feature = "sqs")), allow(dead_code))] // used by the receivers
     pub async fn start_batch(self: &Arc<Self>, starts: Vec<BatchStart>) -> Result<Vec<bool>> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(Error::ShuttingDown);
@@ -348,6 +350,7 @@ impl Engine {
 
     /// Registers work to run at the start of shutdown, before workflows drain (a
     /// receiver stops polling and commits what it acknowledged).
+    #[cfg_attr(not(any(feature = "kafka", feature = "sqs")), allow(dead_code))] // used by the receivers
     pub fn before_shutdown(&self, stop: BoxFuture<'static, ()>) {
         self.before_shutdown.lock().expect("shutdown hooks poisoned").push(stop);
     }
