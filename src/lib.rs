@@ -30,6 +30,26 @@
 //! See the README for the guarantees and the configuration.
 
 pub use exactly_macros::{step, workflow};
+/// Without the `kafka` feature, using it is a compile error that names the feature.
+pub use exactly_macros::kafka_consumer;
+#[cfg(feature = "kafka")]
+pub use exactly_runtime::kafka::{KafkaMessage, register_kafka_consumer};
+
+/// Apache Kafka: the message type, consumers' options, settings and the send helper.
+#[cfg(feature = "kafka")]
+pub mod kafka {
+    pub use exactly_runtime::kafka::*;
+}
+/// Without the `sqs` feature, using it is a compile error that names the feature.
+pub use exactly_macros::sqs_consumer;
+#[cfg(feature = "sqs")]
+pub use exactly_runtime::sqs::{SqsMessage, register_sqs_consumer};
+
+/// Amazon SQS: the message type, consumers' options and receivers, the send helpers.
+#[cfg(feature = "sqs")]
+pub mod sqs {
+    pub use exactly_runtime::sqs::*;
+}
 pub use exactly_runtime::{
     Error, Queue, RateLimit, Result, Runtime, RuntimeBuilder, StartOptions, WorkflowCall, WorkflowHandle, WorkflowState,
     WorkflowStatus, queue, run_step, run_step_with, workflow_id,

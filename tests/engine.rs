@@ -55,50 +55,56 @@ async fn process_order(order: Order) -> exactly::Result<Receipt> {
     charge(&order).await
 }
 
-#[tokio::test]
-async fn the_same_id_started_concurrently_runs_once() {
-    let rt = &shared().runtime;
-    let order = Order { id: "concurrent-1".into(), cents: 500 };
-    let starts = (0..16).map(|_| process_order(order.clone()).with_id("order-concurrent-1").start());
-    let handles: Vec<_> = futures_join_all(starts).await.into_iter().map(Result::unwrap).collect();
-    assert!(handles.iter().all(|h| h.id() == "order-concurrent-1"));
-    for handle in handles {
-        let receipt = handle.result().await.unwrap();
-        assert_eq!(receipt, Receipt { order_id: "concurrent-1".into(), charged: 500 });
-    }
-    assert_eq!(runs("concurrent-1"), 1, "the workflow body ran more than once");
-    assert_eq!(common::side_effect_count(rt.pool(), "order-concurrent-1", "charge").await, 1);
-    let status = rt.status("order-concurrent-1").await.unwrap().unwrap();
-    assert_eq!(status.state, WorkflowState::Success);
-    assert_eq!(status.recovery_attempts, 1);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&status.inputs).unwrap(), serde_json::json!([{"id": "concurrent-1", "cents": 500}]));
+#[test]
+fn the_same_id_started_concurrently_runs_once() {
+    common::block_on(async {
+        let rt = &shared().runtime;
+        let order = Order { id: "concurrent-1".into(), cents: 500 };
+        let starts = (0..16).map(|_| process_order(order.clone()).with_id("order-concurrent-1").start());
+        let handles: Vec<_> = futures_join_all(starts).await.into_iter().map(Result::unwrap).collect();
+        assert!(handles.iter().all(|h| h.id() == "order-concurrent-1"));
+        for handle in handles {
+            let receipt = handle.result().await.unwrap();
+            assert_eq!(receipt, Receipt { order_id: "concurrent-1".into(), charged: 500 });
+        }
+        assert_eq!(runs("concurrent-1"), 1, "the workflow body ran more than once");
+        assert_eq!(common::side_effect_count(rt.pool(), "order-concurrent-1", "charge").await, 1);
+        let status = rt.status("order-concurrent-1").await.unwrap().unwrap();
+        assert_eq!(status.state, WorkflowState::Success);
+        assert_eq!(status.recovery_attempts, 1);
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&status.inputs).unwrap(), serde_json::json!([{"id": "concurrent-1", "cents": 500}]));
+    })
 }
 
-#[tokio::test]
-async fn a_finished_id_returns_the_recorded_result_without_running_again() {
-    shared();
-    let order = Order { id: "again-1".into(), cents: 7 };
-    let first = process_order(order.clone()).with_id("order-again-1").await.unwrap();
-    let second = process_order(Order { id: "again-1".into(), cents: 999 }).with_id("order-again-1").await.unwrap();
-    assert_eq!(first, second, "the second start must return the first run's recorded output");
-    assert_eq!(runs("again-1"), 1);
+#[test]
+fn a_finished_id_returns_the_recorded_result_without_running_again() {
+    common::block_on(async {
+        shared();
+        let order = Order { id: "again-1".into(), cents: 7 };
+        let first = process_order(order.clone()).with_id("order-again-1").await.unwrap();
+        let second = process_order(Order { id: "again-1".into(), cents: 999 }).with_id("order-again-1").await.unwrap();
+        assert_eq!(first, second, "the second start must return the first run's recorded output");
+        assert_eq!(runs("again-1"), 1);
+    })
 }
 
-#[tokio::test]
-async fn steps_are_checkpointed_with_their_outputs() {
-    let rt = &shared().runtime;
-    process_order(Order { id: "ckpt-1".into(), cents: 3 }).with_id("order-ckpt-1").await.unwrap();
-    let rows: Vec<(i32, String, String)> = sqlx::query_as(
-        "SELECT step_id, name, output::text FROM operation_outputs WHERE workflow_id = $1 ORDER BY step_id",
-    )
-    .bind("order-ckpt-1")
-    .fetch_all(rt.pool())
-    .await
-    .unwrap();
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].0, 0);
-    assert!(rows[0].1.ends_with("::charge"), "step name was {}", rows[0].1);
-    assert_eq!(serde_json::from_str::<Receipt>(&rows[0].2).unwrap(), Receipt { order_id: "ckpt-1".into(), charged: 3 });
+#[test]
+fn steps_are_checkpointed_with_their_outputs() {
+    common::block_on(async {
+        let rt = &shared().runtime;
+        process_order(Order { id: "ckpt-1".into(), cents: 3 }).with_id("order-ckpt-1").await.unwrap();
+        let rows: Vec<(i32, String, String)> = sqlx::query_as(
+            "SELECT step_id, name, output::text FROM operation_outputs WHERE workflow_id = $1 ORDER BY step_id",
+        )
+        .bind("order-ckpt-1")
+        .fetch_all(rt.pool())
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].0, 0);
+        assert!(rows[0].1.ends_with("::charge"), "step name was {}", rows[0].1);
+        assert_eq!(serde_json::from_str::<Receipt>(&rows[0].2).unwrap(), Receipt { order_id: "ckpt-1".into(), charged: 3 });
+    })
 }
 
 #[workflow]
@@ -106,21 +112,23 @@ async fn always_fails(reason: String) -> exactly::Result<u32> {
     Err(Error::msg(format!("refused: {reason}")))
 }
 
-#[tokio::test]
-async fn a_failing_workflow_ends_as_error_with_its_input_and_error_kept() {
-    let rt = &shared().runtime;
-    let err = always_fails("bad card".into()).with_id("fail-1").await.unwrap_err();
-    match &err {
-        Error::WorkflowFailed { id, message } => {
-            assert_eq!(id, "fail-1");
-            assert_eq!(message, "refused: bad card");
+#[test]
+fn a_failing_workflow_ends_as_error_with_its_input_and_error_kept() {
+    common::block_on(async {
+        let rt = &shared().runtime;
+        let err = always_fails("bad card".into()).with_id("fail-1").await.unwrap_err();
+        match &err {
+            Error::WorkflowFailed { id, message } => {
+                assert_eq!(id, "fail-1");
+                assert_eq!(message, "refused: bad card");
+            }
+            other => panic!("expected WorkflowFailed, got {other:?}"),
         }
-        other => panic!("expected WorkflowFailed, got {other:?}"),
-    }
-    let status = rt.status("fail-1").await.unwrap().unwrap();
-    assert_eq!(status.state, WorkflowState::Error);
-    assert_eq!(status.inputs, r#"["bad card"]"#);
-    assert!(status.error.unwrap().contains("refused: bad card"));
+        let status = rt.status("fail-1").await.unwrap().unwrap();
+        assert_eq!(status.state, WorkflowState::Error);
+        assert_eq!(status.inputs, r#"["bad card"]"#);
+        assert!(status.error.unwrap().contains("refused: bad card"));
+    })
 }
 
 static FLAKY_CALLS: Mutex<u32> = Mutex::new(0);
@@ -137,15 +145,17 @@ async fn uses_flaky() -> exactly::Result<u32> {
     flaky().await
 }
 
-#[tokio::test]
-async fn a_step_is_retried_until_it_succeeds_and_recorded_once() {
-    let rt = &shared().runtime;
-    assert_eq!(uses_flaky().with_id("flaky-1").await.unwrap(), 3);
-    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM operation_outputs WHERE workflow_id = 'flaky-1'")
-        .fetch_one(rt.pool())
-        .await
-        .unwrap();
-    assert_eq!(recorded, 1);
+#[test]
+fn a_step_is_retried_until_it_succeeds_and_recorded_once() {
+    common::block_on(async {
+        let rt = &shared().runtime;
+        assert_eq!(uses_flaky().with_id("flaky-1").await.unwrap(), 3);
+        let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM operation_outputs WHERE workflow_id = 'flaky-1'")
+            .fetch_one(rt.pool())
+            .await
+            .unwrap();
+        assert_eq!(recorded, 1);
+    })
 }
 
 #[workflow]
@@ -154,13 +164,15 @@ async fn slow(ms: u64) -> exactly::Result<u64> {
     Ok(ms)
 }
 
-#[tokio::test]
-async fn a_workflow_over_its_timeout_is_cancelled() {
-    let rt = &shared().runtime;
-    let err = slow(5_000).with_id("slow-1").with_timeout(Duration::from_millis(100)).await.unwrap_err();
-    assert!(matches!(&err, Error::WorkflowNotCompleted { status: WorkflowState::Cancelled, .. }), "{err:?}");
-    assert_eq!(rt.status("slow-1").await.unwrap().unwrap().state, WorkflowState::Cancelled);
-    assert_eq!(slow(10).with_id("slow-2").with_timeout(Duration::from_secs(30)).await.unwrap(), 10);
+#[test]
+fn a_workflow_over_its_timeout_is_cancelled() {
+    common::block_on(async {
+        let rt = &shared().runtime;
+        let err = slow(5_000).with_id("slow-1").with_timeout(Duration::from_millis(100)).await.unwrap_err();
+        assert!(matches!(&err, Error::WorkflowNotCompleted { status: WorkflowState::Cancelled, .. }), "{err:?}");
+        assert_eq!(rt.status("slow-1").await.unwrap().unwrap().state, WorkflowState::Cancelled);
+        assert_eq!(slow(10).with_id("slow-2").with_timeout(Duration::from_secs(30)).await.unwrap(), 10);
+    })
 }
 
 #[workflow]
@@ -173,13 +185,15 @@ async fn parent(n: u64) -> exactly::Result<Vec<String>> {
     Ok(ids)
 }
 
-#[tokio::test]
-async fn child_workflows_get_ids_derived_from_the_parent() {
-    shared();
-    let ids = parent(1).with_id("parent-1").await.unwrap();
-    assert_eq!(ids, vec!["parent-1-0".to_owned(), "parent-1-1".to_owned()]);
-    let rt = &shared().runtime;
-    assert_eq!(rt.status("parent-1-1").await.unwrap().unwrap().state, WorkflowState::Success);
+#[test]
+fn child_workflows_get_ids_derived_from_the_parent() {
+    common::block_on(async {
+        shared();
+        let ids = parent(1).with_id("parent-1").await.unwrap();
+        assert_eq!(ids, vec!["parent-1-0".to_owned(), "parent-1-1".to_owned()]);
+        let rt = &shared().runtime;
+        assert_eq!(rt.status("parent-1-1").await.unwrap().unwrap().state, WorkflowState::Success);
+    })
 }
 
 #[workflow]
@@ -190,71 +204,81 @@ async fn panics(n: u32) -> exactly::Result<u32> {
     Ok(n)
 }
 
-#[tokio::test]
-async fn a_panicking_workflow_ends_as_error_and_the_runtime_goes_on() {
-    shared();
-    let err = panics(1).with_id("panic-1").await.unwrap_err();
-    assert!(err.to_string().contains("workflow panicked: boom 1"), "{err}");
-    assert_eq!(panics(0).with_id("panic-0").await.unwrap(), 0);
+#[test]
+fn a_panicking_workflow_ends_as_error_and_the_runtime_goes_on() {
+    common::block_on(async {
+        shared();
+        let err = panics(1).with_id("panic-1").await.unwrap_err();
+        assert!(err.to_string().contains("workflow panicked: boom 1"), "{err}");
+        assert_eq!(panics(0).with_id("panic-0").await.unwrap(), 0);
+    })
 }
 
-#[tokio::test]
-async fn an_id_taken_by_another_workflow_is_a_conflict() {
-    shared();
-    slow(1).with_id("taken-1").await.unwrap();
-    let err = always_fails("x".into()).with_id("taken-1").start().await.unwrap_err();
-    assert!(matches!(&err, Error::IdConflict { existing, .. } if existing.ends_with("::slow")), "{err:?}");
+#[test]
+fn an_id_taken_by_another_workflow_is_a_conflict() {
+    common::block_on(async {
+        shared();
+        slow(1).with_id("taken-1").await.unwrap();
+        let err = always_fails("x".into()).with_id("taken-1").start().await.unwrap_err();
+        assert!(matches!(&err, Error::IdConflict { existing, .. } if existing.ends_with("::slow")), "{err:?}");
+    })
 }
 
-#[tokio::test]
-async fn many_concurrent_workflows_all_complete() {
-    let rt = &shared().runtime;
-    let calls = (0..300u64).map(|i| slow(i % 3).with_id(format!("many-{i}")));
-    let results = futures_join_all(calls.map(|c| async move { c.await })).await;
-    assert!(results.iter().all(|r| r.is_ok()));
-    let done: i64 = sqlx::query_scalar("SELECT count(*) FROM workflow_status WHERE workflow_id LIKE 'many-%' AND status = 'SUCCESS'")
-        .fetch_one(rt.pool())
-        .await
-        .unwrap();
-    assert_eq!(done, 300);
-}
-
-#[tokio::test]
-async fn run_step_checkpoints_a_closure() {
-    #[workflow]
-    async fn with_closure(x: u64) -> exactly::Result<u64> {
-        let doubled: u64 = exactly::run_step("double", || async move { Ok::<_, Error>(x * 2) }).await?;
-        Ok(doubled + 1)
-    }
-    let rt = &shared().runtime;
-    assert_eq!(with_closure(20).with_id("closure-1").await.unwrap(), 41);
-    let (name, output): (String, String) =
-        sqlx::query_as("SELECT name, output::text FROM operation_outputs WHERE workflow_id = 'closure-1'")
+#[test]
+fn many_concurrent_workflows_all_complete() {
+    common::block_on(async {
+        let rt = &shared().runtime;
+        let calls = (0..300u64).map(|i| slow(i % 3).with_id(format!("many-{i}")));
+        let results = futures_join_all(calls.map(|c| async move { c.await })).await;
+        assert!(results.iter().all(|r| r.is_ok()));
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM workflow_status WHERE workflow_id LIKE 'many-%' AND status = 'SUCCESS'")
             .fetch_one(rt.pool())
             .await
             .unwrap();
-    assert_eq!((name.as_str(), output.as_str()), ("double", "40"));
+        assert_eq!(done, 300);
+    })
 }
 
-#[tokio::test]
-async fn launch_rejects_bad_configuration_with_a_clear_message() {
-    shared(); // only one runtime runs per process: make sure the shared one is up first
-    let err = exactly::Runtime::builder().database_url("postgres://host:notaport/db").launch().await.unwrap_err();
-    assert!(matches!(&err, Error::Config(m) if m.contains("database_url") && m.contains("not a valid PostgreSQL URL")), "{err}");
+#[test]
+fn run_step_checkpoints_a_closure() {
+    common::block_on(async {
+        #[workflow]
+        async fn with_closure(x: u64) -> exactly::Result<u64> {
+            let doubled: u64 = exactly::run_step("double", || async move { Ok::<_, Error>(x * 2) }).await?;
+            Ok(doubled + 1)
+        }
+        let rt = &shared().runtime;
+        assert_eq!(with_closure(20).with_id("closure-1").await.unwrap(), 41);
+        let (name, output): (String, String) =
+            sqlx::query_as("SELECT name, output::text FROM operation_outputs WHERE workflow_id = 'closure-1'")
+                .fetch_one(rt.pool())
+                .await
+                .unwrap();
+        assert_eq!((name.as_str(), output.as_str()), ("double", "40"));
+    })
+}
 
-    let err = exactly::Runtime::builder()
-        .database_url("postgres://postgres:postgres@127.0.0.1:1/postgres?sslmode=disable")
-        .connect_timeout(Duration::from_secs(2))
-        .launch()
-        .await
-        .unwrap_err();
-    assert!(matches!(&err, Error::Database { context, .. } if context.contains("127.0.0.1:1/postgres")), "{err}");
+#[test]
+fn launch_rejects_bad_configuration_with_a_clear_message() {
+    common::block_on(async {
+        shared(); // only one runtime runs per process: make sure the shared one is up first
+        let err = exactly::Runtime::builder().database_url("postgres://host:notaport/db").launch().await.unwrap_err();
+        assert!(matches!(&err, Error::Config(m) if m.contains("database_url") && m.contains("not a valid PostgreSQL URL")), "{err}");
 
-    let err = exactly::Runtime::builder().database_url(&shared().url).schema("Bad-Name").launch().await.unwrap_err();
-    assert!(matches!(&err, Error::Config(m) if m.contains("Bad-Name")), "{err}");
+        let err = exactly::Runtime::builder()
+            .database_url("postgres://postgres:postgres@127.0.0.1:1/postgres?sslmode=disable")
+            .connect_timeout(Duration::from_secs(2))
+            .launch()
+            .await
+            .unwrap_err();
+        assert!(matches!(&err, Error::Database { context, .. } if context.contains("127.0.0.1:1/postgres")), "{err}");
 
-    let err = exactly::Runtime::builder().database_url(&shared().url).launch().await.unwrap_err();
-    assert!(err.to_string().contains("already running"), "{err}");
+        let err = exactly::Runtime::builder().database_url(&shared().url).schema("Bad-Name").launch().await.unwrap_err();
+        assert!(matches!(&err, Error::Config(m) if m.contains("Bad-Name")), "{err}");
+
+        let err = exactly::Runtime::builder().database_url(&shared().url).launch().await.unwrap_err();
+        assert!(err.to_string().contains("already running"), "{err}");
+    })
 }
 
 /// `join_all` without a futures dependency: spawn each future and collect in order.

@@ -28,11 +28,16 @@ fn in_child() -> bool {
     common::child_role().is_some()
 }
 
-/// The test database, from the child's environment or the shared runtime.
+/// The test database. In this process: the shared runtime's pool, which lives on
+/// the shared runtime's thread (a pool opened inside one `#[tokio::test]` dies with
+/// that test's runtime). In a child, which runs one test: a pool of its own.
 fn pool() -> &'static sqlx::PgPool {
+    if !in_child() {
+        return shared().runtime.pool();
+    }
     static POOL: std::sync::OnceLock<sqlx::PgPool> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {
-        let url = if in_child() { std::env::var("EXACTLY_DATABASE_URL").unwrap() } else { shared().url.clone() };
+        let url = std::env::var("EXACTLY_DATABASE_URL").unwrap();
         sqlx::postgres::PgPoolOptions::new().max_connections(4).connect_lazy(&url).unwrap()
     })
 }
@@ -191,209 +196,225 @@ fn finish_workers(children: Vec<std::process::Child>) {
     }
 }
 
-#[tokio::test]
-async fn global_concurrency_holds_across_three_processes() {
-    if let Some(role) = common::child_role() {
-        return worker_main(&role).await;
-    }
-    create_tables().await;
-    let (prefix, n) = ("conc-", 24);
-    let workers = spawn_workers("global_concurrency_holds_across_three_processes", prefix, n);
-    for i in 0..n {
-        timed(150).with_id(format!("{prefix}{i}")).on_queue(&CONCURRENCY_3).start().await.unwrap();
-    }
-    wait_for_successes(prefix, n as i64).await;
-    finish_workers(workers);
-    let runs = intervals(prefix).await;
-    assert_eq!(runs.len(), n);
-    let overlap = max_overlap(&runs.iter().map(|r| (r.1, r.2)).collect::<Vec<_>>());
-    assert!(overlap <= 3, "{overlap} workflows ran at once on a queue with concurrency 3");
-    assert!(overlap >= 2, "the queue never ran workflows in parallel (max overlap {overlap})");
-    let processes: std::collections::HashSet<i32> = runs.iter().map(|r| r.3).collect();
-    assert!(processes.len() >= 2, "only one process ran work: {processes:?}");
+#[test]
+fn global_concurrency_holds_across_three_processes() {
+    common::block_on(async {
+        if let Some(role) = common::child_role() {
+            return worker_main(&role).await;
+        }
+        create_tables().await;
+        let (prefix, n) = ("conc-", 24);
+        let workers = spawn_workers("global_concurrency_holds_across_three_processes", prefix, n);
+        for i in 0..n {
+            timed(150).with_id(format!("{prefix}{i}")).on_queue(&CONCURRENCY_3).start().await.unwrap();
+        }
+        wait_for_successes(prefix, n as i64).await;
+        finish_workers(workers);
+        let runs = intervals(prefix).await;
+        assert_eq!(runs.len(), n);
+        let overlap = max_overlap(&runs.iter().map(|r| (r.1, r.2)).collect::<Vec<_>>());
+        assert!(overlap <= 3, "{overlap} workflows ran at once on a queue with concurrency 3");
+        assert!(overlap >= 2, "the queue never ran workflows in parallel (max overlap {overlap})");
+        let processes: std::collections::HashSet<i32> = runs.iter().map(|r| r.3).collect();
+        assert!(processes.len() >= 2, "only one process ran work: {processes:?}");
+    })
 }
 
-#[tokio::test]
-async fn a_rate_limit_of_ten_per_second_holds_in_every_window() {
-    if let Some(role) = common::child_role() {
-        return worker_main(&role).await;
-    }
-    create_tables().await;
-    let (prefix, n) = ("rate-", 32);
-    let workers = spawn_workers("a_rate_limit_of_ten_per_second_holds_in_every_window", prefix, n);
-    for i in 0..n {
-        timed(5).with_id(format!("{prefix}{i}")).on_queue(&RATE_10).start().await.unwrap();
-    }
-    wait_for_successes(prefix, n as i64).await;
-    finish_workers(workers);
-    // Dispatch times as the database recorded them.
-    let mut starts: Vec<i64> = sqlx::query_scalar(
-        "SELECT (EXTRACT(EPOCH FROM started_at) * 1000000)::bigint FROM exactly.workflow_status WHERE workflow_id LIKE $1 || '%'",
-    )
-    .bind(prefix)
-    .fetch_all(pool())
-    .await
-    .unwrap();
-    starts.sort();
-    assert_eq!(starts.len(), n);
-    for (i, start) in starts.iter().enumerate() {
-        let in_window = starts[i..].iter().take_while(|s| **s < start + 1_000_000).count();
-        assert!(in_window <= 10, "{in_window} starts within one second from the {i}th");
-    }
-    let span = starts.last().unwrap() - starts.first().unwrap();
-    assert!(span >= 2_000_000, "32 starts at 10/s need at least 3 windows, took {span} us");
+#[test]
+fn a_rate_limit_of_ten_per_second_holds_in_every_window() {
+    common::block_on(async {
+        if let Some(role) = common::child_role() {
+            return worker_main(&role).await;
+        }
+        create_tables().await;
+        let (prefix, n) = ("rate-", 32);
+        let workers = spawn_workers("a_rate_limit_of_ten_per_second_holds_in_every_window", prefix, n);
+        for i in 0..n {
+            timed(5).with_id(format!("{prefix}{i}")).on_queue(&RATE_10).start().await.unwrap();
+        }
+        wait_for_successes(prefix, n as i64).await;
+        finish_workers(workers);
+        // Dispatch times as the database recorded them.
+        let mut starts: Vec<i64> = sqlx::query_scalar(
+            "SELECT (EXTRACT(EPOCH FROM started_at) * 1000000)::bigint FROM exactly.workflow_status WHERE workflow_id LIKE $1 || '%'",
+        )
+        .bind(prefix)
+        .fetch_all(pool())
+        .await
+        .unwrap();
+        starts.sort();
+        assert_eq!(starts.len(), n);
+        for (i, start) in starts.iter().enumerate() {
+            let in_window = starts[i..].iter().take_while(|s| **s < start + 1_000_000).count();
+            assert!(in_window <= 10, "{in_window} starts within one second from the {i}th");
+        }
+        let span = starts.last().unwrap() - starts.first().unwrap();
+        assert!(span >= 2_000_000, "32 starts at 10/s need at least 3 windows, took {span} us");
+    })
 }
 
-#[tokio::test]
-async fn partition_concurrency_one_is_serial_per_key_and_parallel_across_keys() {
-    if let Some(role) = common::child_role() {
-        return worker_main(&role).await;
-    }
-    create_tables().await;
-    let (prefix, keys, per_key) = ("part-", 4, 5);
-    let workers = spawn_workers("partition_concurrency_one_is_serial_per_key_and_parallel_across_keys", prefix, keys * per_key);
-    for i in 0..per_key {
+#[test]
+fn partition_concurrency_one_is_serial_per_key_and_parallel_across_keys() {
+    common::block_on(async {
+        if let Some(role) = common::child_role() {
+            return worker_main(&role).await;
+        }
+        create_tables().await;
+        let (prefix, keys, per_key) = ("part-", 4, 5);
+        let workers = spawn_workers("partition_concurrency_one_is_serial_per_key_and_parallel_across_keys", prefix, keys * per_key);
+        for i in 0..per_key {
+            for key in 0..keys {
+                timed(80)
+                    .with_id(format!("{prefix}{key}-{i}"))
+                    .on_queue(&PARTITIONED)
+                    .with_partition_key(format!("key-{key}"))
+                    .start()
+                    .await
+                    .unwrap();
+            }
+        }
+        wait_for_successes(prefix, (keys * per_key) as i64).await;
+        finish_workers(workers);
+        let runs = intervals(prefix).await;
+        assert_eq!(runs.len(), keys * per_key);
         for key in 0..keys {
-            timed(80)
-                .with_id(format!("{prefix}{key}-{i}"))
-                .on_queue(&PARTITIONED)
-                .with_partition_key(format!("key-{key}"))
-                .start()
-                .await
-                .unwrap();
+            let mine: Vec<_> =
+                runs.iter().filter(|r| r.0.starts_with(&format!("{prefix}{key}-"))).map(|r| (r.1, r.2)).collect();
+            assert_eq!(max_overlap(&mine), 1, "partition key-{key} ran two workflows at once");
         }
-    }
-    wait_for_successes(prefix, (keys * per_key) as i64).await;
-    finish_workers(workers);
-    let runs = intervals(prefix).await;
-    assert_eq!(runs.len(), keys * per_key);
-    for key in 0..keys {
-        let mine: Vec<_> =
-            runs.iter().filter(|r| r.0.starts_with(&format!("{prefix}{key}-"))).map(|r| (r.1, r.2)).collect();
-        assert_eq!(max_overlap(&mine), 1, "partition key-{key} ran two workflows at once");
-    }
-    let all: Vec<_> = runs.iter().map(|r| (r.1, r.2)).collect();
-    assert!(max_overlap(&all) >= 2, "different partitions never ran in parallel");
+        let all: Vec<_> = runs.iter().map(|r| (r.1, r.2)).collect();
+        assert!(max_overlap(&all) >= 2, "different partitions never ran in parallel");
+    })
 }
 
-#[tokio::test]
-async fn worker_concurrency_holds_in_each_process() {
-    if let Some(role) = common::child_role() {
-        return worker_main(&role).await;
-    }
-    create_tables().await;
-    let (prefix, n) = ("worker-", 18);
-    let workers = spawn_workers("worker_concurrency_holds_in_each_process", prefix, n);
-    for i in 0..n {
-        timed(100).with_id(format!("{prefix}{i}")).on_queue(&TWO_PER_PROCESS).start().await.unwrap();
-    }
-    wait_for_successes(prefix, n as i64).await;
-    finish_workers(workers);
-    let runs = intervals(prefix).await;
-    assert_eq!(runs.len(), n);
-    let pids: std::collections::HashSet<i32> = runs.iter().map(|r| r.3).collect();
-    for pid in &pids {
-        let mine: Vec<_> = runs.iter().filter(|r| r.3 == *pid).map(|r| (r.1, r.2)).collect();
-        assert!(max_overlap(&mine) <= 2, "process {pid} ran {} at once with worker_concurrency 2", max_overlap(&mine));
-    }
-    let all: Vec<_> = runs.iter().map(|r| (r.1, r.2)).collect();
-    assert!(max_overlap(&all) > 2, "with several processes more than 2 run at once in all");
-}
-
-#[tokio::test]
-async fn lower_priority_runs_first() {
-    create_tables().await;
-    let prefix = "prio-";
-    // The blocker holds the only slot while the others are enqueued.
-    timed(500).with_id(format!("{prefix}blocker")).on_queue(&SERIAL).start().await.unwrap();
-    for priority in [5, 1, 4, 2, 3] {
-        timed(5).with_id(format!("{prefix}{priority}")).on_queue(&SERIAL).with_priority(priority).start().await.unwrap();
-    }
-    wait_for_successes(prefix, 6).await;
-    let order: Vec<String> = sqlx::query_scalar(
-        "SELECT workflow_id FROM exactly.workflow_status WHERE workflow_id LIKE $1 || '%' ORDER BY started_at",
-    )
-    .bind(prefix)
-    .fetch_all(pool())
-    .await
-    .unwrap();
-    let expected: Vec<String> = ["blocker", "1", "2", "3", "4", "5"].iter().map(|s| format!("{prefix}{s}")).collect();
-    assert_eq!(order, expected);
-}
-
-#[tokio::test]
-async fn a_deduplication_id_is_held_until_its_workflow_finishes() {
-    create_tables().await;
-    let prefix = "dedup-";
-    let blocker = timed(400).with_id(format!("{prefix}blocker")).on_queue(&DEDUP).start().await.unwrap();
-    let first = timed(5).with_id(format!("{prefix}a")).on_queue(&DEDUP).with_deduplication_id("order-7").start().await.unwrap();
-    let err = timed(5).with_id(format!("{prefix}b")).on_queue(&DEDUP).with_deduplication_id("order-7").start().await.unwrap_err();
-    match &err {
-        Error::Deduplicated { queue, deduplication_id, holder } => {
-            assert_eq!((queue.as_str(), deduplication_id.as_str()), ("q_dedup", "order-7"));
-            assert_eq!(holder, &format!("{prefix}a"));
+#[test]
+fn worker_concurrency_holds_in_each_process() {
+    common::block_on(async {
+        if let Some(role) = common::child_role() {
+            return worker_main(&role).await;
         }
-        other => panic!("expected Deduplicated, got {other:?}"),
-    }
-    assert!(shared().runtime.status(&format!("{prefix}b")).await.unwrap().is_none(), "the rejected start left a row");
-    blocker.result().await.unwrap();
-    first.result().await.unwrap();
-    // Released once the holder finished.
-    timed(5).with_id(format!("{prefix}c")).on_queue(&DEDUP).with_deduplication_id("order-7").await.unwrap();
+        create_tables().await;
+        let (prefix, n) = ("worker-", 18);
+        let workers = spawn_workers("worker_concurrency_holds_in_each_process", prefix, n);
+        for i in 0..n {
+            timed(100).with_id(format!("{prefix}{i}")).on_queue(&TWO_PER_PROCESS).start().await.unwrap();
+        }
+        wait_for_successes(prefix, n as i64).await;
+        finish_workers(workers);
+        let runs = intervals(prefix).await;
+        assert_eq!(runs.len(), n);
+        let pids: std::collections::HashSet<i32> = runs.iter().map(|r| r.3).collect();
+        for pid in &pids {
+            let mine: Vec<_> = runs.iter().filter(|r| r.3 == *pid).map(|r| (r.1, r.2)).collect();
+            assert!(max_overlap(&mine) <= 2, "process {pid} ran {} at once with worker_concurrency 2", max_overlap(&mine));
+        }
+        let all: Vec<_> = runs.iter().map(|r| (r.1, r.2)).collect();
+        assert!(max_overlap(&all) > 2, "with several processes more than 2 run at once in all");
+    })
 }
 
-#[tokio::test]
-async fn starting_on_an_undeclared_queue_fails_naming_the_queues() {
-    shared();
-    let err = timed(1).with_queue("nope").start().await.unwrap_err();
-    assert!(matches!(&err, Error::UnknownQueue { queue, declared } if queue == "nope" && declared.contains("q_concurrency")), "{err}");
+#[test]
+fn lower_priority_runs_first() {
+    common::block_on(async {
+        create_tables().await;
+        let prefix = "prio-";
+        // The blocker holds the only slot while the others are enqueued.
+        timed(500).with_id(format!("{prefix}blocker")).on_queue(&SERIAL).start().await.unwrap();
+        for priority in [5, 1, 4, 2, 3] {
+            timed(5).with_id(format!("{prefix}{priority}")).on_queue(&SERIAL).with_priority(priority).start().await.unwrap();
+        }
+        wait_for_successes(prefix, 6).await;
+        let order: Vec<String> = sqlx::query_scalar(
+            "SELECT workflow_id FROM exactly.workflow_status WHERE workflow_id LIKE $1 || '%' ORDER BY started_at",
+        )
+        .bind(prefix)
+        .fetch_all(pool())
+        .await
+        .unwrap();
+        let expected: Vec<String> = ["blocker", "1", "2", "3", "4", "5"].iter().map(|s| format!("{prefix}{s}")).collect();
+        assert_eq!(order, expected);
+    })
 }
 
-#[tokio::test]
-async fn kill_9_of_the_executor_holding_work_hands_it_to_another_exactly_once() {
-    if let Some(role) = common::child_role() {
-        return worker_main(&role).await;
-    }
-    create_tables().await;
-    let test = "kill_9_of_the_executor_holding_work_hands_it_to_another_exactly_once";
-    let (prefix, n) = ("victim-", 8);
-    let count = n.to_string();
-    let env = |executor: &'static str| {
-        vec![
-            ("EXACTLY_DATABASE_URL", shared().url.clone()),
-            ("CHILD_EXECUTOR", executor.to_owned()),
-            ("WAIT_PREFIX", prefix.to_owned()),
-            ("WAIT_COUNT", count.clone()),
-        ]
-    };
-    let as_refs = |env: &[(&'static str, String)]| env.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
-    let victim_env = as_refs(&env("victim"));
-    let victim_env: Vec<(&str, &str)> = victim_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut victim = common::spawn_child(test, "victim", &victim_env);
-    common::wait_for_marker(&mut victim, "HOLDING", CHILD_TIMEOUT);
-    victim.kill().unwrap(); // SIGKILL
-    victim.wait().unwrap();
-    let held: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM exactly.workflow_status WHERE workflow_id LIKE $1 || '%' AND status = 'PENDING' AND executor_id = 'victim'",
-    )
-    .bind(prefix)
-    .fetch_one(pool())
-    .await
-    .unwrap();
-    assert_eq!(held, n as i64, "the victim held all its workflows PENDING when killed");
+#[test]
+fn a_deduplication_id_is_held_until_its_workflow_finishes() {
+    common::block_on(async {
+        create_tables().await;
+        let prefix = "dedup-";
+        let blocker = timed(400).with_id(format!("{prefix}blocker")).on_queue(&DEDUP).start().await.unwrap();
+        let first = timed(5).with_id(format!("{prefix}a")).on_queue(&DEDUP).with_deduplication_id("order-7").start().await.unwrap();
+        let err = timed(5).with_id(format!("{prefix}b")).on_queue(&DEDUP).with_deduplication_id("order-7").start().await.unwrap_err();
+        match &err {
+            Error::Deduplicated { queue, deduplication_id, holder } => {
+                assert_eq!((queue.as_str(), deduplication_id.as_str()), ("q_dedup", "order-7"));
+                assert_eq!(holder, &format!("{prefix}a"));
+            }
+            other => panic!("expected Deduplicated, got {other:?}"),
+        }
+        assert!(shared().runtime.status(&format!("{prefix}b")).await.unwrap().is_none(), "the rejected start left a row");
+        blocker.result().await.unwrap();
+        first.result().await.unwrap();
+        // Released once the holder finished.
+        timed(5).with_id(format!("{prefix}c")).on_queue(&DEDUP).with_deduplication_id("order-7").await.unwrap();
+    })
+}
 
-    let rescuer_env = as_refs(&env("rescuer"));
-    let rescuer_env: Vec<(&str, &str)> = rescuer_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut rescuer = common::spawn_child(test, "rescuer", &rescuer_env);
-    common::wait_for_marker(&mut rescuer, "WORKER_DONE", CHILD_TIMEOUT);
-    assert!(common::wait_exit(&mut rescuer, CHILD_TIMEOUT).success());
+#[test]
+fn starting_on_an_undeclared_queue_fails_naming_the_queues() {
+    common::block_on(async {
+        shared();
+        let err = timed(1).with_queue("nope").start().await.unwrap_err();
+        assert!(matches!(&err, Error::UnknownQueue { queue, declared } if queue == "nope" && declared.contains("q_concurrency")), "{err}");
+    })
+}
 
-    for i in 0..n {
-        let id = format!("{prefix}{i}");
-        let status = shared().runtime.status(&id).await.unwrap().unwrap();
-        assert_eq!(status.state, exactly::WorkflowState::Success, "{id}");
-        assert_eq!(status.executor_id.as_deref(), Some("rescuer"), "{id}");
-        assert_eq!(common::side_effect_count(pool(), &id, "first").await, 1, "{id}: the first step ran again");
-        assert_eq!(common::side_effect_count(pool(), &id, "second").await, 1, "{id}");
-    }
+#[test]
+fn kill_9_of_the_executor_holding_work_hands_it_to_another_exactly_once() {
+    common::block_on(async {
+        if let Some(role) = common::child_role() {
+            return worker_main(&role).await;
+        }
+        create_tables().await;
+        let test = "kill_9_of_the_executor_holding_work_hands_it_to_another_exactly_once";
+        let (prefix, n) = ("victim-", 8);
+        let count = n.to_string();
+        let env = |executor: &'static str| {
+            vec![
+                ("EXACTLY_DATABASE_URL", shared().url.clone()),
+                ("CHILD_EXECUTOR", executor.to_owned()),
+                ("WAIT_PREFIX", prefix.to_owned()),
+                ("WAIT_COUNT", count.clone()),
+            ]
+        };
+        let as_refs = |env: &[(&'static str, String)]| env.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
+        let victim_env = as_refs(&env("victim"));
+        let victim_env: Vec<(&str, &str)> = victim_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut victim = common::spawn_child(test, "victim", &victim_env);
+        common::wait_for_marker(&mut victim, "HOLDING", CHILD_TIMEOUT);
+        victim.kill().unwrap(); // SIGKILL
+        victim.wait().unwrap();
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM exactly.workflow_status WHERE workflow_id LIKE $1 || '%' AND status = 'PENDING' AND executor_id = 'victim'",
+        )
+        .bind(prefix)
+        .fetch_one(pool())
+        .await
+        .unwrap();
+        assert_eq!(held, n as i64, "the victim held all its workflows PENDING when killed");
+
+        let rescuer_env = as_refs(&env("rescuer"));
+        let rescuer_env: Vec<(&str, &str)> = rescuer_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut rescuer = common::spawn_child(test, "rescuer", &rescuer_env);
+        common::wait_for_marker(&mut rescuer, "WORKER_DONE", CHILD_TIMEOUT);
+        assert!(common::wait_exit(&mut rescuer, CHILD_TIMEOUT).success());
+
+        for i in 0..n {
+            let id = format!("{prefix}{i}");
+            let status = shared().runtime.status(&id).await.unwrap().unwrap();
+            assert_eq!(status.state, exactly::WorkflowState::Success, "{id}");
+            assert_eq!(status.executor_id.as_deref(), Some("rescuer"), "{id}");
+            assert_eq!(common::side_effect_count(pool(), &id, "first").await, 1, "{id}: the first step ran again");
+            assert_eq!(common::side_effect_count(pool(), &id, "second").await, 1, "{id}");
+        }
+    })
 }

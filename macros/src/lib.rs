@@ -17,7 +17,9 @@ use proc_macro::TokenStream;
 
 mod attr;
 mod error;
+mod kafka_consumer;
 mod signature;
+mod sqs_consumer;
 mod step;
 mod workflow;
 
@@ -56,4 +58,54 @@ pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
     step::expand(args.into(), item.into()).into()
+}
+
+/// Registers a `#[workflow]` as the consumer of an Amazon SQS queue: each received
+/// message starts the workflow exactly once, with the message as its argument.
+///
+/// Write it above `#[workflow]`, on an `async fn` taking one `exactly::SqsMessage`:
+///
+/// ```ignore
+/// #[sqs_consumer(queue_url = env("JOBS_QUEUE_URL"))]
+/// #[workflow]
+/// async fn on_job(message: SqsMessage) -> exactly::Result<()> { Ok(()) }
+/// ```
+///
+/// Options (each one left out comes from the consumer's receiver, see
+/// `exactly::sqs::SqsReceiver`): `queue_url = ".."` or `env("VAR")`, `key = path`
+/// (a `fn(&SqsMessage) -> String`: the workflow ID becomes `sqs:{queue-name}:{key}`
+/// instead of `sqs:{queue-name}:{message-id}`), `workflow_queue = ".."`,
+/// `client = path` (a `fn() -> aws_sdk_sqs::Client`), `receiver = ".."`,
+/// `ordering = "group" | "none"`, `wait_time_s = 0..=20`, `batch_size = 1..=10`,
+/// `visibility_timeout_s = 0..=43200`. Needs the `sqs` feature (on by default).
+#[proc_macro_attribute]
+pub fn sqs_consumer(args: TokenStream, item: TokenStream) -> TokenStream {
+    if cfg!(feature = "sqs") { sqs_consumer::expand(args.into(), item.into()) } else { sqs_consumer::disabled(item.into()) }
+        .into()
+}
+
+/// Registers a `#[workflow]` as the consumer of Kafka topics: each message starts
+/// the workflow exactly once, under the ID `kafka:{group}:{topic}:{partition}:{offset}`.
+///
+/// Write it above `#[workflow]`, on an `async fn` taking the topic, the partition
+/// and the message:
+///
+/// ```ignore
+/// #[kafka_consumer("orders")]
+/// #[workflow]
+/// async fn on_order(topic: String, partition: i32, message: KafkaMessage) -> exactly::Result<()> { Ok(()) }
+/// ```
+///
+/// Topics first: a name (`"orders"`), a regular expression starting with `^`
+/// (`"^orders-.*"`), or a list of both (`["orders", "^returns-.*"]`). Options:
+/// `group = ".."` (default: the workflow's durable name), `queue = ".."` (a declared
+/// durable queue), `ordering = "partition" | "key" | "none"` (one workflow at a time
+/// per partition or per key, in offset order; default none), `config = path` (a
+/// `fn() -> exactly::kafka::ClientConfig` of librdkafka settings over the runtime's),
+/// `batch_size = 1..=10000` (messages recorded per transaction, default 500). Needs
+/// the `kafka` feature (on by default).
+#[proc_macro_attribute]
+pub fn kafka_consumer(args: TokenStream, item: TokenStream) -> TokenStream {
+    if cfg!(feature = "kafka") { kafka_consumer::expand(args.into(), item.into()) } else { kafka_consumer::disabled(item.into()) }
+        .into()
 }

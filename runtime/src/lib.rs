@@ -8,9 +8,13 @@
 
 mod checks;
 mod error;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod queue;
 pub mod registry;
 pub mod runtime;
+#[cfg(feature = "sqs")]
+pub mod sqs;
 mod store;
 mod workflow;
 
@@ -33,6 +37,17 @@ pub mod __private {
     pub use crate::checks::*;
     pub use crate::queue::QueueRegistration;
     pub use crate::registry::{Location, Outcome, StepRegistration, StepSpec, WorkflowRegistration, WorkflowSpec};
+    #[cfg(feature = "kafka")]
+    pub use crate::kafka::{
+        ClientConfig as KafkaClientConfig, KafkaConsumerRegistration, KafkaConsumerSpec, KafkaMessage,
+        Ordering as KafkaOrdering,
+    };
+    #[cfg(feature = "sqs")]
+    pub use crate::sqs::checks::*;
+    #[cfg(feature = "sqs")]
+    pub use crate::sqs::{
+        Ordering as SqsOrdering, SqsConsumerRegistration, SqsConsumerSpec, SqsMessage, StaticQueueUrl, aws_sdk_sqs,
+    };
 
     use crate::error::{Error, Result};
 

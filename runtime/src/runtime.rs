@@ -129,6 +129,10 @@ pub struct RuntimeBuilder {
     queues: Vec<Queue>,
     heartbeat_interval: Option<Duration>,
     executor_timeout: Option<Duration>,
+    #[cfg(feature = "sqs")]
+    sqs: crate::sqs::SqsSettings,
+    #[cfg(feature = "kafka")]
+    kafka: Option<crate::kafka::KafkaSettings>,
 }
 
 impl RuntimeBuilder {
@@ -208,6 +212,23 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Adds an SQS receiver: defaults (client or client factory, queue URL, key
+    /// function, workflow queue) for the consumers that use it, and consumers of its
+    /// own. See [`SqsReceiver`](crate::sqs::SqsReceiver).
+    #[cfg(feature = "sqs")]
+    pub fn sqs_receiver(mut self, receiver: crate::sqs::SqsReceiver) -> Self {
+        self.sqs.add(receiver);
+        self
+    }
+
+    /// Kafka settings for every consumer and for `kafka::send` (over the
+    /// environment's; see [`KafkaSettings`](crate::kafka::KafkaSettings)).
+    #[cfg(feature = "kafka")]
+    pub fn kafka(mut self, settings: crate::kafka::KafkaSettings) -> Self {
+        self.kafka = Some(settings);
+        self
+    }
+
     /// Validates the registrations, connects, migrates, recovers this executor's
     /// PENDING workflows and installs the runtime for this process.
     pub async fn launch(self) -> Result<Runtime> {
@@ -258,6 +279,13 @@ impl RuntimeBuilder {
         }
         tokio::spawn(heartbeat::run(engine.clone(), heartbeat));
         tokio::spawn(dispatch::run(engine.clone()));
+        #[cfg(feature = "sqs")]
+        if let Err(e) = crate::sqs::start(&engine, &self.sqs).await {
+            engine.shutdown(Duration::ZERO).await; // so that a corrected launch may follow
+            return Err(e);
+        }
+        #[cfg(feature = "kafka")]
+        crate::kafka::launch(&engine, self.kafka.as_ref()).await?; // shuts the engine down on error
         tracing::info!(
             executor_id = %engine.config.executor_id,
             workflows = engine.registry.len(),

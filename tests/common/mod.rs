@@ -66,6 +66,20 @@ async fn drop_database(conn: &mut PgConnection, database: &str) {
         .unwrap();
 }
 
+/// One tokio runtime for the whole test process. Tests run their bodies on it with
+/// [`block_on`] instead of `#[tokio::test]`: a database connection belongs to the
+/// runtime that opened it, so a pool shared between tests must not open
+/// connections on a per-test runtime that ends with its test.
+pub fn tokio() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap())
+}
+
+/// Runs a test body on the process-wide runtime.
+pub fn block_on<F: std::future::Future>(body: F) -> F::Output {
+    tokio().handle().block_on(body)
+}
+
 /// A runtime shared by all tests of one test binary. It runs on its own tokio
 /// runtime in a background thread, so it outlives each `#[tokio::test]`.
 pub struct Shared {

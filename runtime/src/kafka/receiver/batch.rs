@@ -1,0 +1,216 @@
+//! From polled messages to workflow rows: the workflow ID, inputs, queue and
+//! partition key of each message, and rejected messages recorded as such.
+
+use std::collections::HashMap;
+
+use crate::kafka::KafkaMessage;
+use crate::kafka::consumer::{ConsumerDef, Ordering};
+use crate::registry::WorkflowSpec;
+use crate::workflow::engine::BatchStart;
+
+use super::rejected;
+
+/// The queue of ordered consumers that name none: one workflow at a time per
+/// partition key. Registered for every program built with the `kafka` feature.
+pub(crate) static ORDERED_QUEUE: crate::Queue =
+    crate::Queue::new("_exactly_kafka_ordered").partition_concurrency(1).declared_at(file!(), line!());
+inventory::submit! { crate::queue::QueueRegistration(&ORDERED_QUEUE) }
+
+/// A consumer as its receiver runs it.
+pub(crate) struct Target {
+    pub def: ConsumerDef,
+    pub spec: &'static WorkflowSpec,
+    pub size_limit: usize,
+}
+
+/// One message's workflow row, kept until its insert succeeds (it may be retried).
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub spec: &'static WorkflowSpec,
+    pub id: String,
+    pub inputs: String,
+    pub queue: Option<String>,
+    pub partition_key: Option<String>,
+    pub source: String,
+}
+
+impl Row {
+    pub fn start(&self) -> BatchStart {
+        BatchStart {
+            spec: self.spec,
+            id: self.id.clone(),
+            inputs: self.inputs.clone(),
+            queue: self.queue.clone(),
+            partition_key: self.partition_key.clone(),
+            source: Some(self.source.clone()),
+        }
+    }
+}
+
+/// The workflow ID of a message: the deduplication key, stable forever.
+pub(crate) fn workflow_id(group: &str, message: &KafkaMessage) -> String {
+    format!("kafka:{group}:{}:{}:{}", message.topic(), message.partition(), message.offset())
+}
+
+/// The rows of a poll batch, in insert rounds. Unordered consumers insert the whole
+/// batch in one round (one transaction). Ordered ones insert at most one row per
+/// partition key per round, rounds one after the other: the dispatcher runs a key's
+/// rows in `created_at` order, and rows written by one statement can share a
+/// timestamp, so only rows of separate transactions are reliably ordered.
+pub(crate) fn rows(target: &Target, messages: &[KafkaMessage]) -> Vec<Vec<Row>> {
+    let rows: Vec<Row> = messages.iter().map(|m| row(target, m)).collect();
+    if target.def.ordering == Ordering::None {
+        return vec![rows];
+    }
+    let mut rounds: Vec<Vec<Row>> = Vec::new();
+    let mut next_round: HashMap<Option<String>, usize> = HashMap::new();
+    for row in rows {
+        // Rejected rows are not queued and so not ordered: they go in the first round.
+        let round = if row.queue.is_some() {
+            let slot = next_round.entry(row.partition_key.clone()).or_default();
+            *slot += 1;
+            *slot - 1
+        } else {
+            0
+        };
+        if rounds.len() <= round {
+            rounds.resize_with(round + 1, Vec::new);
+        }
+        rounds[round].push(row);
+    }
+    rounds
+}
+
+fn row(target: &Target, message: &KafkaMessage) -> Row {
+    let def = &target.def;
+    let id = workflow_id(&def.group, message);
+    let source = serde_json::json!({
+        "kafka": {
+            "group": def.group,
+            "topic": message.topic(),
+            "partition": message.partition(),
+            "offset": message.offset(),
+        }
+    })
+    .to_string();
+    let size = message.size();
+    if size > target.size_limit {
+        let reason = format!(
+            "Kafka message {} is {size} bytes (key, payload and headers), over the limit of {} bytes (EXACTLY_KAFKA_MESSAGE_SIZE_LIMIT); it was not given to workflow `{}`",
+            message.coordinates(),
+            target.size_limit,
+            def.workflow
+        );
+        return rejected::row(def, message, id, source, reason);
+    }
+    let args = (message.topic(), message.partition(), message);
+    let inputs = match crate::__private::encode_inputs(target.spec.name, &args) {
+        Ok(inputs) => inputs,
+        Err(e) => return rejected::row(def, message, id, source, e.to_string()),
+    };
+    let (queue, partition_key) = match def.ordering {
+        Ordering::None => (def.queue.clone(), None),
+        Ordering::Partition => (Some(ordered_queue(def)), Some(partition_key(def, message))),
+        Ordering::Key => {
+            let key = match message.key() {
+                Some(key) => format!("kafka:{}:{}:key:{}", def.group, message.topic(), key_text(key)),
+                None => partition_key(def, message),
+            };
+            (Some(ordered_queue(def)), Some(key))
+        }
+    };
+    Row { spec: target.spec, id, inputs, queue, partition_key, source }
+}
+
+fn ordered_queue(def: &ConsumerDef) -> String {
+    def.queue.clone().unwrap_or_else(|| ORDERED_QUEUE.name.to_owned())
+}
+
+fn partition_key(def: &ConsumerDef, message: &KafkaMessage) -> String {
+    format!("kafka:{}:{}:{}", def.group, message.topic(), message.partition())
+}
+
+/// A key as text: itself if it is UTF-8, else its bytes in hex.
+fn key_text(key: &[u8]) -> String {
+    match std::str::from_utf8(key) {
+        Ok(text) => text.to_owned(),
+        Err(_) => key.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{Location, Outcome};
+    use futures_util::future::BoxFuture;
+
+    fn invoke(_: String) -> BoxFuture<'static, Outcome> {
+        Box::pin(async { Ok("null".to_owned()) })
+    }
+
+    static W: WorkflowSpec =
+        WorkflowSpec { name: "app::w", location: Location { file: "src/w.rs", line: 1 }, max_recovery_attempts: None, invoke };
+
+    fn target(ordering: Ordering, size_limit: usize) -> Target {
+        Target {
+            def: ConsumerDef {
+                workflow: "app::w".into(),
+                    topics: vec!["orders".into()],
+                group: "g".into(),
+                queue: None,
+                ordering,
+                config: None,
+                batch_size: 10,
+                location: Location { file: "src/main.rs", line: 1 },
+                attribute: true,
+            },
+            spec: &W,
+            size_limit,
+        }
+    }
+
+    fn message(partition: i32, offset: i64, key: &str) -> KafkaMessage {
+        KafkaMessage::new("orders", partition, offset, format!("m{offset}")).with_key(key)
+    }
+
+    #[test]
+    fn a_message_becomes_a_row_with_its_id_inputs_and_source() {
+        let rounds = rows(&target(Ordering::None, 100), &[message(2, 7, "k")]);
+        let row = &rounds[0][0];
+        assert_eq!(row.id, "kafka:g:orders:2:7");
+        let inputs: serde_json::Value = serde_json::from_str(&row.inputs).unwrap();
+        assert_eq!(inputs[0], "orders");
+        assert_eq!(inputs[1], 2);
+        assert_eq!(inputs[2]["payload"], "m7");
+        assert_eq!(inputs[2]["key"], "k");
+        assert!(row.source.contains(r#""group":"g""#) && row.source.contains(r#""offset":7"#), "{}", row.source);
+        assert_eq!((row.queue.as_deref(), row.partition_key.as_deref()), (None, None));
+    }
+
+    #[test]
+    fn ordered_rows_take_one_round_per_message_of_a_key() {
+        let batch = [message(0, 1, "a"), message(0, 2, "b"), message(0, 3, "a"), message(1, 1, "a")];
+        let by_partition = rows(&target(Ordering::Partition, 100), &batch);
+        let ids = |round: &Vec<Row>| round.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        assert_eq!(by_partition.len(), 3);
+        assert_eq!(ids(&by_partition[0]), ["kafka:g:orders:0:1", "kafka:g:orders:1:1"]);
+        assert_eq!(by_partition[0][0].partition_key.as_deref(), Some("kafka:g:orders:0"));
+        assert_eq!(by_partition[0][0].queue.as_deref(), Some("_exactly_kafka_ordered"));
+        let by_key = rows(&target(Ordering::Key, 100), &batch);
+        assert_eq!(by_key.len(), 3, "key `a` has three messages");
+        assert_eq!(ids(&by_key[0]), ["kafka:g:orders:0:1", "kafka:g:orders:0:2"]);
+        assert_eq!(by_key[0][0].partition_key.as_deref(), Some("kafka:g:orders:key:a"));
+    }
+
+    #[test]
+    fn a_message_over_the_size_limit_is_recorded_as_rejected() {
+        let rounds = rows(&target(Ordering::Partition, 4), &[message(0, 9, "key")]);
+        let row = &rounds[0][0];
+        assert_eq!(row.id, "kafka:g:orders:0:9", "the message's own ID, so a redelivery finds it");
+        assert_eq!(row.spec.name, rejected::NAME);
+        assert_eq!(row.queue, None);
+        let inputs: serde_json::Value = serde_json::from_str(&row.inputs).unwrap();
+        assert_eq!(inputs[0]["offset"], 9);
+        assert!(inputs[0]["reason"].as_str().unwrap().contains("over the limit of 4 bytes"), "{inputs}");
+    }
+}

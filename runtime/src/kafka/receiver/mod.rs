@@ -1,0 +1,210 @@
+//! Running the consumers: created and validated at launch (a bad one fails launch),
+//! each run by a [`poll::Receiver`] on its own thread, stopped first at shutdown.
+
+mod batch;
+mod context;
+mod poll;
+mod rejected;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use futures_util::future::BoxFuture;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio::sync::oneshot;
+
+use self::batch::Target;
+use self::context::Context;
+use self::poll::{Control, Receiver};
+use super::consumer::{self, ConsumerDef, validate};
+use super::settings::{self, KafkaSettings, Resolved};
+use crate::error::{Error, Result};
+use crate::registry::WorkflowSpec;
+use crate::workflow::engine::Engine;
+
+pub(crate) use batch::workflow_id;
+
+/// Properties every consumer gets unless the user sets them.
+const DEFAULTS: &[(&str, &str)] = &[
+    // A new group starts from the oldest message: nothing published before the
+    // first launch is skipped.
+    ("auto.offset.reset", "earliest"),
+    ("enable.auto.commit", "true"),
+];
+
+/// The receivers of the runtime launched in this process.
+struct Running {
+    engine: Weak<Engine>,
+    /// The tokio runtime the engine was launched on, where receivers insert.
+    tasks: tokio::runtime::Handle,
+    settings: Arc<Resolved>,
+    defs: Vec<ConsumerDef>,
+    receivers: Vec<Stoppable>,
+}
+
+struct Stoppable {
+    control: Arc<Control>,
+    stopped: oneshot::Receiver<()>,
+}
+
+static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
+
+/// The launch hook: validates every consumer, creates them all (so that a bad
+/// setting fails launch before anything runs), starts them, and registers their
+/// stop to run first at shutdown. On error the just-launched engine is shut down.
+pub(crate) async fn launch(engine: &Arc<Engine>, builder: Option<&KafkaSettings>) -> Result<()> {
+    match try_launch(engine, builder) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            engine.shutdown(std::time::Duration::ZERO).await;
+            Err(e)
+        }
+    }
+}
+
+fn try_launch(engine: &Arc<Engine>, builder: Option<&KafkaSettings>) -> Result<()> {
+    let settings = Arc::new(Resolved::new(builder)?);
+    let defs = consumer::collect();
+    let specs = validate::check_all(&defs, &[], &engine.registry, &engine.queues)?;
+    let tasks = tokio::runtime::Handle::current();
+    let receivers = defs
+        .iter()
+        .zip(specs)
+        .map(|(def, spec)| create(engine, &tasks, def, spec, &settings))
+        .collect::<Result<Vec<_>>>()?;
+    crate::kafka::send::configure(&settings);
+    let receivers = receivers.into_iter().map(start).collect();
+    *RUNNING.lock().expect("kafka receivers poisoned") =
+        Some(Running { engine: Arc::downgrade(engine), tasks, settings, defs, receivers });
+    engine.before_shutdown(stop_all(Arc::downgrade(engine)));
+    Ok(())
+}
+
+/// Starts a consumer registered after launch (before launch, launch starts it).
+pub(crate) async fn register(def: ConsumerDef) -> Result<()> {
+    let mut running = RUNNING.lock().expect("kafka receivers poisoned");
+    let Some(running) = running.as_mut() else { return Ok(()) };
+    let Some(engine) = running.engine.upgrade().filter(|e| !e.is_shutting_down()) else { return Ok(()) };
+    let specs = validate::check_all(std::slice::from_ref(&def), &running.defs, &engine.registry, &engine.queues)?;
+    let receiver = create(&engine, &running.tasks, &def, specs[0], &running.settings)?;
+    running.receivers.push(start(receiver));
+    running.defs.push(def);
+    Ok(())
+}
+
+/// Stops every receiver of `engine`: each finishes its in-flight insert, stores its
+/// offsets, commits and leaves its group. The engine bounds the wait.
+fn stop_all(engine: Weak<Engine>) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let receivers = {
+            let mut running = RUNNING.lock().expect("kafka receivers poisoned");
+            match running.as_ref() {
+                Some(r) if r.engine.ptr_eq(&engine) => running.take().map(|r| r.receivers).unwrap_or_default(),
+                _ => Vec::new(),
+            }
+        };
+        for receiver in &receivers {
+            receiver.control.request_stop();
+        }
+        futures_util::future::join_all(receivers.into_iter().map(|r| r.stopped)).await;
+        crate::kafka::send::reset();
+    })
+}
+
+/// The librdkafka configuration of one consumer: exactly's defaults, under the
+/// runtime-wide settings, under the consumer's own `config`; then what exactly
+/// needs (its group, offsets stored only by the receiver).
+fn client_config(def: &ConsumerDef, settings: &Resolved) -> Result<(rdkafka::ClientConfig, HashMap<String, String>)> {
+    let (mut config, sources) = settings.client_config();
+    let mut sources: HashMap<String, String> = sources.into_iter().collect();
+    for (key, value) in DEFAULTS {
+        if config.get(key).is_none() {
+            config.set(*key, *value);
+        }
+    }
+    if let Some(own) = &def.config {
+        let own = own();
+        for (key, value) in own.config_map() {
+            config.set(key, value);
+            sources.insert(key.to_owned(), format!("the `config` of {}", def.describe()));
+        }
+    }
+    let source = |key: &str| sources.get(key).cloned().unwrap_or_else(|| "the settings".to_owned());
+    if let Some(group) = config.get("group.id").filter(|g| *g != def.group) {
+        return Err(Error::Config(format!(
+            "{} sets `group.id` = {group:?}, but the consumer's group is `{}`: set the group with the consumer's `group` option instead",
+            source("group.id"),
+            def.group
+        )));
+    }
+    if let Some(value) = config.get("enable.auto.offset.store").filter(|v| *v != "false") {
+        return Err(Error::Config(format!(
+            "{} sets `enable.auto.offset.store` = {value:?} for {}: exactly stores each offset itself, only after the message's workflow row is committed; remove the setting",
+            source("enable.auto.offset.store"),
+            def.describe()
+        )));
+    }
+    if config.get("bootstrap.servers").is_none_or(|s| s.trim().is_empty()) {
+        return Err(Error::Config(format!(
+            "no Kafka brokers for {}: set {} (e.g. 127.0.0.1:9092), or Runtime::builder().kafka(KafkaSettings::new().bootstrap_servers(..)), or `bootstrap.servers` in the consumer's config",
+            def.describe(),
+            settings::BOOTSTRAP_SERVERS_VAR
+        )));
+    }
+    config.set("group.id", &def.group);
+    config.set("enable.auto.offset.store", "false");
+    Ok((config, sources))
+}
+
+fn create(
+    engine: &Arc<Engine>,
+    tasks: &tokio::runtime::Handle,
+    def: &ConsumerDef,
+    spec: &'static WorkflowSpec,
+    settings: &Resolved,
+) -> Result<Receiver> {
+    let (config, sources) = client_config(def, settings)?;
+    let sources = sources.into_iter().collect();
+    let name = format!("{} (group {})", def.workflow, def.group);
+    let consumer: BaseConsumer<Context> = config
+        .create_with_context(Context::new(name))
+        .map_err(|e| settings::config_error(e, &sources, &def.describe()))?;
+    let topics: Vec<&str> = def.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| Error::Config(format!("{} cannot subscribe to {topics:?}: {e}", def.describe())))?;
+    Ok(Receiver {
+        consumer,
+        target: Arc::new(Target { def: def.clone(), spec, size_limit: settings.message_size_limit }),
+        engine: engine.clone(),
+        tasks: tasks.clone(),
+        control: Arc::new(Control::default()),
+        commit_each_batch: config.get("enable.auto.commit") == Some("false"),
+        stored: HashMap::new(),
+        last_error_log: None,
+    })
+}
+
+fn start(receiver: Receiver) -> Stoppable {
+    let control = receiver.control.clone();
+    let (done, stopped) = oneshot::channel();
+    let spawned = std::thread::Builder::new().name("exactly-kafka".into()).spawn(move || {
+        // Signals the stop even if the loop panics.
+        let _done = Done(Some(done));
+        receiver.run();
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "exactly: cannot start a Kafka receiver thread");
+    }
+    Stoppable { control, stopped }
+}
+
+struct Done(Option<oneshot::Sender<()>>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            let _ = done.send(());
+        }
+    }
+}

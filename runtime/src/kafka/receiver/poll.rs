@@ -1,0 +1,284 @@
+//! The receiver loop of one consumer, on a thread of its own.
+//!
+//! Why a `BaseConsumer` on a dedicated thread rather than a `StreamConsumer` on the
+//! async executor: librdkafka runs the rebalance callback, and so the synchronous
+//! commit of stored offsets on revoke, on the thread that polls; the commit and
+//! leaving the group at shutdown block, and block for long while the broker is
+//! down. On a thread of its own, none of that stalls a tokio worker, and shutdown
+//! can stop waiting for a wedged close without leaving a task behind on the executor.
+//!
+//! One round: poll up to `batch_size` messages; pause the assignment; insert the
+//! batch's workflow rows (one transaction per round, `ON CONFLICT DO NOTHING`),
+//! waiting as long as the database is away while polling the paused consumer, which
+//! keeps its group membership and serves rebalances; only once the insert has
+//! returned, store the offsets; resume. librdkafka commits stored offsets in the
+//! background, on revoke (see `context`) and at shutdown.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering as AtomicOrdering;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::oneshot;
+
+use super::batch::{self, Row, Target};
+use super::context::{self, Context};
+use crate::error::{Error, Result};
+use crate::kafka::KafkaMessage;
+use crate::workflow::engine::Engine;
+
+/// How long one poll waits for the first message of a batch.
+const POLL: Duration = Duration::from_millis(100);
+/// How often a receiver waiting for its insert polls its paused consumer.
+const SERVE_EVENTS: Duration = Duration::from_millis(100);
+/// How long a stopping receiver still waits for its in-flight insert.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The longest pause between retries of a failed insert.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
+/// The same Kafka error is logged at most this often.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How the runtime stops a receiver.
+#[derive(Default)]
+pub(crate) struct Control {
+    stop_requested: OnceLock<Instant>,
+}
+
+impl Control {
+    pub fn request_stop(&self) {
+        let _ = self.stop_requested.set(Instant::now());
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop_requested.get().is_some()
+    }
+
+    fn grace_over(&self) -> bool {
+        self.stop_requested.get().is_some_and(|at| at.elapsed() > STOP_GRACE)
+    }
+}
+
+pub(crate) struct Receiver {
+    pub consumer: BaseConsumer<Context>,
+    pub target: Arc<Target>,
+    pub engine: Arc<Engine>,
+    pub tasks: tokio::runtime::Handle,
+    pub control: Arc<Control>,
+    /// Commit after every batch (when the user turned librdkafka's auto-commit off).
+    pub commit_each_batch: bool,
+    /// The highest offset stored per partition: a redelivered older batch (after a
+    /// rebalance) must not move a stored offset back.
+    pub stored: HashMap<(String, i32), i64>,
+    pub last_error_log: Option<(String, Instant)>,
+}
+
+impl Receiver {
+    pub fn run(mut self) {
+        let name = self.consumer.context().name.clone();
+        tracing::info!(consumer = %name, topics = ?self.target.def.topics, "exactly: Kafka receiver started");
+        let mut carry = Vec::new();
+        while !self.control.stopping() {
+            let batch = self.collect(&mut carry);
+            if batch.is_empty() {
+                continue;
+            }
+            self.pause_assignment();
+            if !self.record(&batch, &mut carry) {
+                break; // stopping: the batch is read again after the restart and deduplicated
+            }
+            self.store(&batch);
+            self.resume_assignment();
+        }
+        context::commit(&self.consumer, &name);
+        self.consumer.unsubscribe();
+        drop(self.consumer); // librdkafka's close: leaves the group
+        tracing::info!(consumer = %name, "exactly: Kafka receiver stopped");
+    }
+
+    /// Polls up to a batch: waits a little for the first message, then takes what
+    /// is already fetched. `carry` holds messages that came while the last batch was
+    /// being recorded; they come first.
+    fn collect(&mut self, carry: &mut Vec<KafkaMessage>) -> Vec<KafkaMessage> {
+        let mut batch = std::mem::take(carry);
+        let mut timeout = if batch.is_empty() { POLL } else { Duration::ZERO };
+        while batch.len() < self.target.def.batch_size {
+            match self.consumer.poll(timeout) {
+                Some(Ok(message)) => batch.push(KafkaMessage::from_rdkafka(&message)),
+                Some(Err(e)) => {
+                    self.log_error(&e);
+                    break;
+                }
+                None => break,
+            }
+            timeout = Duration::ZERO;
+        }
+        batch
+    }
+
+    /// Inserts the batch's rows, retrying until it succeeds. False if the receiver
+    /// is stopping and gave up waiting.
+    fn record(&mut self, batch: &[KafkaMessage], carry: &mut Vec<KafkaMessage>) -> bool {
+        for round in batch::rows(&self.target, batch) {
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match self.insert(&round, carry) {
+                    Some(Ok(_)) => break,
+                    None | Some(Err(Error::ShuttingDown)) => return false,
+                    Some(Err(e)) => {
+                        tracing::warn!(consumer = %self.consumer.context().name, error = %e, retry_in = ?delay,
+                            "exactly: could not record a Kafka batch; holding its offsets and retrying");
+                        if !self.idle(delay, carry) {
+                            return false;
+                        }
+                        delay = (delay * 2).min(MAX_RETRY_DELAY);
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// One attempt at inserting rows, serving the consumer meanwhile. None if the
+    /// receiver is stopping and its grace period is over.
+    fn insert(&mut self, rows: &[Row], carry: &mut Vec<KafkaMessage>) -> Option<Result<Vec<bool>>> {
+        let starts = rows.iter().map(Row::start).collect();
+        let engine = self.engine.clone();
+        let (tx, mut rx) = oneshot::channel();
+        self.tasks.spawn(async move {
+            let _ = tx.send(engine.start_batch(starts).await);
+        });
+        loop {
+            let waited = self.tasks.block_on(async { tokio::time::timeout(SERVE_EVENTS, &mut rx).await });
+            match waited {
+                Ok(Ok(result)) => return Some(result),
+                Ok(Err(_)) => return Some(Err(Error::ShuttingDown)),
+                Err(_) => {}
+            }
+            if self.control.grace_over() {
+                tracing::warn!(consumer = %self.consumer.context().name, "exactly: stopping before a Kafka batch was recorded; its messages will be read again");
+                return None;
+            }
+            self.poll_paused(carry, Duration::ZERO);
+        }
+    }
+
+    /// Waits `delay` while serving the paused consumer. False if the stop grace is over.
+    fn idle(&mut self, delay: Duration, carry: &mut Vec<KafkaMessage>) -> bool {
+        let until = Instant::now() + delay;
+        loop {
+            if self.control.grace_over() {
+                return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            self.poll_paused(carry, left.min(SERVE_EVENTS));
+        }
+    }
+
+    /// Polls while the assignment is paused, for group membership and rebalances. A
+    /// message can still arrive from a partition assigned since the pause: it is kept
+    /// for the next batch and its partition paused too.
+    fn poll_paused(&mut self, carry: &mut Vec<KafkaMessage>, timeout: Duration) {
+        match self.consumer.poll(timeout) {
+            Some(Ok(message)) => {
+                let message = KafkaMessage::from_rdkafka(&message);
+                let mut partition = TopicPartitionList::new();
+                partition.add_partition(message.topic(), message.partition());
+                if let Err(e) = self.consumer.pause(&partition) {
+                    tracing::debug!(error = %e, "exactly: could not pause a newly assigned Kafka partition");
+                }
+                carry.push(message);
+            }
+            Some(Err(e)) => self.log_error(&e),
+            None => {}
+        }
+        if self.consumer.context().rebalanced.load(AtomicOrdering::SeqCst) {
+            self.pause_assignment();
+        }
+    }
+
+    fn pause_assignment(&mut self) {
+        self.consumer.context().rebalanced.store(false, AtomicOrdering::SeqCst);
+        match self.consumer.assignment() {
+            Ok(assignment) if assignment.count() > 0 => {
+                if let Err(e) = self.consumer.pause(&assignment) {
+                    tracing::debug!(error = %e, "exactly: could not pause the Kafka assignment");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "exactly: could not read the Kafka assignment"),
+        }
+    }
+
+    fn resume_assignment(&mut self) {
+        match self.consumer.assignment() {
+            Ok(assignment) if assignment.count() > 0 => {
+                if let Err(e) = self.consumer.resume(&assignment) {
+                    tracing::warn!(error = %e, "exactly: could not resume the Kafka assignment");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "exactly: could not read the Kafka assignment"),
+        }
+    }
+
+    /// Stores, per partition, the offset after the batch's last message: every
+    /// message up to it has its committed workflow row.
+    fn store(&mut self, batch: &[KafkaMessage]) {
+        let mut last: HashMap<(&str, i32), i64> = HashMap::new();
+        for message in batch {
+            let offset = last.entry((message.topic(), message.partition())).or_insert(message.offset());
+            *offset = (*offset).max(message.offset());
+        }
+        let mut next = TopicPartitionList::new();
+        for ((topic, partition), offset) in last {
+            if self.stored.get(&(topic.to_owned(), partition)).is_some_and(|stored| *stored >= offset) {
+                continue;
+            }
+            // `store_offset` stores `offset + 1`, the next message to read.
+            match self.consumer.store_offset(topic, partition, offset) {
+                Ok(()) => {
+                    self.stored.insert((topic.to_owned(), partition), offset);
+                    let _ = next.add_partition_offset(topic, partition, Offset::Offset(offset + 1));
+                }
+                // Revoked meanwhile: its next owner reads it again and finds the rows.
+                Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => {}
+                Err(e) => tracing::warn!(consumer = %self.consumer.context().name, error = %e, topic, partition,
+                    "exactly: could not store a Kafka offset; the messages will be read again and deduplicated"),
+            }
+        }
+        if self.commit_each_batch
+            && next.count() > 0
+            && let Err(e) = self.consumer.commit(&next, CommitMode::Async)
+        {
+            tracing::debug!(error = %e, "exactly: could not commit Kafka offsets");
+        }
+    }
+
+    fn log_error(&mut self, e: &KafkaError) {
+        match e {
+            // Only with `enable.partition.eof`: the end of a partition is no error.
+            KafkaError::PartitionEOF(_) => return,
+            KafkaError::MessageConsumptionFatal(_) => {
+                tracing::error!(consumer = %self.consumer.context().name, error = %e,
+                    "exactly: fatal Kafka consumer error: this consumer receives nothing more until the process restarts (a fenced `group.instance.id`?)");
+                return;
+            }
+            _ => {}
+        }
+        let text = e.to_string();
+        let now = Instant::now();
+        let repeated = self.last_error_log.as_ref().is_some_and(|(last, at)| *last == text && now - *at < ERROR_LOG_INTERVAL);
+        if repeated {
+            tracing::debug!(consumer = %self.consumer.context().name, error = %text, "exactly: Kafka consumer error");
+        } else {
+            tracing::warn!(consumer = %self.consumer.context().name, error = %text, "exactly: Kafka consumer error (librdkafka reconnects by itself)");
+            self.last_error_log = Some((text, now));
+        }
+    }
+}

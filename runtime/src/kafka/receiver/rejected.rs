@@ -1,0 +1,61 @@
+//! Messages that cannot be given to their workflow (over the size limit) are not
+//! skipped: each gets a row under its own workflow ID, for the internal workflow
+//! `exactly::kafka::rejected`, which ends at once as ERROR with the reason. The row
+//! keeps the coordinates (inputs and source), so an operator can find the message
+//! in Kafka; a redelivery finds the row and is deduplicated like any other.
+
+use futures_util::future::BoxFuture;
+
+use super::batch::Row;
+use crate::kafka::KafkaMessage;
+use crate::kafka::consumer::ConsumerDef;
+use crate::registry::{Location, Outcome, WorkflowRegistration, WorkflowSpec};
+
+/// The durable name of the internal workflow of rejected messages.
+pub(crate) const NAME: &str = "exactly::kafka::rejected";
+
+/// Keys longer than this are not copied into the record (their size is).
+const MAX_RECORDED_KEY: usize = 1024;
+
+pub(crate) static REJECTED: WorkflowSpec = WorkflowSpec {
+    name: NAME,
+    location: Location { file: file!(), line: line!() },
+    max_recovery_attempts: None,
+    invoke: reject,
+};
+inventory::submit! { WorkflowRegistration(&REJECTED) }
+
+fn reject(inputs: String) -> BoxFuture<'static, Outcome> {
+    Box::pin(async move {
+        let reason = serde_json::from_str::<serde_json::Value>(&inputs)
+            .ok()
+            .and_then(|v| v[0]["reason"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("rejected Kafka message: {inputs}"));
+        Err(reason)
+    })
+}
+
+pub(crate) fn row(def: &ConsumerDef, message: &KafkaMessage, id: String, source: String, reason: String) -> Row {
+    // jsonb holds no U+0000, so NULs are replaced.
+    let key = message.key().filter(|k| k.len() <= MAX_RECORDED_KEY).map(|k| String::from_utf8_lossy(k).replace('\0', "\u{fffd}"));
+    let record = serde_json::json!({
+        "workflow": def.workflow,
+        "group": def.group,
+        "topic": message.topic(),
+        "partition": message.partition(),
+        "offset": message.offset(),
+        "key": key,
+        "key_bytes": message.key().map_or(0, <[u8]>::len),
+        "payload_bytes": message.payload().map_or(0, <[u8]>::len),
+        "timestamp": message.timestamp(),
+        "reason": reason,
+    });
+    Row {
+        spec: &REJECTED,
+        id,
+        inputs: serde_json::Value::Array(vec![record]).to_string(),
+        queue: None,
+        partition_key: None,
+        source,
+    }
+}

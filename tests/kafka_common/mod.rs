@@ -1,0 +1,229 @@
+//! Shared set-up for the Kafka tests: the broker started by `dev/services up`,
+//! topics (re)created with the admin client, a producer that sends many messages
+//! before awaiting them, and a runtime with Kafka consumers shared by the tests of
+//! one binary. Test binaries declare `mod common; mod kafka_common;`.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use exactly::kafka::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use exactly::kafka::rdkafka::client::DefaultClientContext;
+use exactly::kafka::rdkafka::error::RDKafkaErrorCode;
+use exactly::kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+use exactly::kafka::rdkafka::ClientConfig;
+use exactly::kafka::KafkaSettings;
+
+/// The broker: `KAFKA_BOOTSTRAP_SERVERS` (set by `dev/services env`) or the local one.
+pub fn bootstrap() -> String {
+    std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// Runtime settings for the tests: the local broker, quick metadata refreshes, and
+/// the shortest session the broker allows, so that the members a killed test process
+/// left in its groups are dropped within seconds.
+pub fn settings() -> KafkaSettings {
+    KafkaSettings::new()
+        .bootstrap_servers(bootstrap())
+        .set("topic.metadata.refresh.interval.ms", "2000")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+}
+
+/// A name unique to this run, for topics and groups of tests that can use one.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+fn admin() -> AdminClient<DefaultClientContext> {
+    ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("admin client")
+}
+
+fn options() -> AdminOptions {
+    AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))
+}
+
+/// Creates topics with these partition counts, waiting out a deletion in progress.
+pub async fn create_topics(topics: &[(&str, i32)]) {
+    let admin = admin();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut pending: Vec<(String, i32)> = topics.iter().map(|(t, p)| (t.to_string(), *p)).collect();
+    while !pending.is_empty() {
+        let new: Vec<NewTopic> =
+            pending.iter().map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1))).collect();
+        let results = admin.create_topics(&new, &options()).await.expect("create topics");
+        let mut retry = Vec::new();
+        for (result, topic) in results.into_iter().zip(&pending) {
+            match result {
+                Ok(_) => {}
+                // A topic being deleted still exists for a moment.
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) if Instant::now() < deadline => retry.push(topic.clone()),
+                Err((name, e)) => panic!("cannot create topic {name}: {e}"),
+            }
+        }
+        pending = retry;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// Deletes the consumer groups and topics left by an earlier run, then creates the
+/// topics afresh: a group's committed offsets would otherwise skip the new messages.
+/// A group still has members for a few seconds after its process died (until their
+/// session times out); its deletion is retried meanwhile.
+pub async fn recreate(topics: &[(&str, i32)], groups: &[&str]) {
+    let admin = admin();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut pending: Vec<&str> = groups.to_vec();
+    while !pending.is_empty() {
+        let results = admin.delete_groups(&pending, &options()).await.expect("delete groups");
+        let mut retry = Vec::new();
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+                Err((group, e)) if Instant::now() < deadline => {
+                    let _ = e;
+                    retry.push(*pending.iter().find(|g| **g == group).unwrap());
+                }
+                Err((group, e)) => panic!("cannot delete consumer group {group}: {e}"),
+            }
+        }
+        pending = retry;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let names: Vec<&str> = topics.iter().map(|(t, _)| *t).collect();
+    let _ = admin.delete_topics(&names, &options()).await;
+    create_topics(topics).await;
+}
+
+/// Sends every message before awaiting any (one by one, each send waits for its own
+/// request). Returns each message's (partition, offset), in order.
+pub async fn produce(topic: &str, messages: &[(Option<String>, Vec<u8>)]) -> Vec<(i32, i64)> {
+    static PRODUCER: OnceLock<FutureProducer> = OnceLock::new();
+    let producer = PRODUCER.get_or_init(|| {
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .expect("test producer")
+    });
+    // `send_result` enqueues at once; awaiting `send` one by one would send one by one.
+    let deliveries: Vec<_> = messages
+        .iter()
+        .map(|(key, payload)| {
+            let mut record = FutureRecord::<str, [u8]>::to(topic).payload(payload.as_slice());
+            if let Some(key) = key {
+                record = record.key(key.as_str());
+            }
+            producer.send_result(record).unwrap_or_else(|(e, _)| panic!("enqueue for {topic}: {e}"))
+        })
+        .collect();
+    let mut out = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        match delivery.await.expect("producer dropped") {
+            Ok(d) => out.push((d.partition, d.offset)),
+            Err((e, _)) => panic!("produce to {topic}: {e}"),
+        }
+    }
+    out
+}
+
+/// `n` JSON messages `{"n": i, "tag": tag}` keyed `k{i % keys}`.
+pub fn numbered(tag: &str, n: usize, keys: usize) -> Vec<(Option<String>, Vec<u8>)> {
+    (0..n)
+        .map(|i| (Some(format!("k{}", i % keys.max(1))), format!(r#"{{"n":{i},"tag":"{tag}"}}"#).into_bytes()))
+        .collect()
+}
+
+/// Polls `check` until it returns true, or panics after `timeout` with `what`.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// (workflow ID, status) of the workflows whose ID starts with `prefix`, by ID.
+/// Retried for a while on error: a test may read while PostgreSQL restarts.
+pub async fn workflows(pool: &sqlx::PgPool, prefix: &str) -> Vec<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = sqlx::query_as(
+            "SELECT workflow_id, status FROM exactly.workflow_status WHERE starts_with(workflow_id, $1) ORDER BY workflow_id",
+        )
+        .bind(prefix)
+        .fetch_all(pool)
+        .await;
+        match rows {
+            Ok(rows) => return rows,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("reading workflows failed, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("reading workflows: {e}"),
+        }
+    }
+}
+
+/// How many workflows whose ID starts with `prefix` have ended with `status`.
+pub async fn count(pool: &sqlx::PgPool, prefix: &str, status: &str) -> usize {
+    workflows(pool, prefix).await.iter().filter(|(_, s)| s == status).count()
+}
+
+/// A runtime with Kafka consumers shared by the tests of one binary, on its own
+/// tokio runtime: its topics and groups are made afresh before it launches.
+pub struct Shared {
+    pub runtime: exactly::Runtime,
+    pub url: String,
+}
+
+impl Shared {
+    /// A pool for the calling test: connections belong to the tokio runtime that
+    /// opens them, and each `#[tokio::test]` has its own, which ends with the test.
+    pub fn pool(&self) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_lazy(&self.url).unwrap()
+    }
+}
+
+pub fn shared(
+    database: &'static str,
+    topics: &'static [(&'static str, i32)],
+    groups: &'static [&'static str],
+    configure: fn(exactly::RuntimeBuilder) -> exactly::RuntimeBuilder,
+) -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let url = crate::common::fresh_database(database).await;
+                recreate(topics, groups).await;
+                let builder = exactly::Runtime::builder().database_url(&url).executor_id("in-process").kafka(settings());
+                let runtime = configure(builder).launch().await.expect("launch the shared runtime");
+                sqlx::raw_sql(
+                    "CREATE TABLE IF NOT EXISTS public.side_effects (
+                        workflow_id TEXT NOT NULL, step TEXT NOT NULL, n INTEGER NOT NULL,
+                        PRIMARY KEY (workflow_id, step))",
+                )
+                .execute(runtime.pool())
+                .await
+                .unwrap();
+                tx.send(Shared { runtime, url }).unwrap();
+                std::future::pending::<()>().await;
+            });
+        });
+        rx.recv().expect("the shared runtime thread died")
+    })
+}

@@ -1,0 +1,222 @@
+//! Shared by the SQS test binaries: clients of the SQS-API server that `dev/services`
+//! starts (moto, on `AWS_ENDPOINT_URL_SQS`), queues with names unique to each run,
+//! request-counting clients, a private moto server, and polling helpers.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use exactly::sqs::aws_sdk_sqs::config::interceptors::BeforeSerializationInterceptorContextRef;
+use exactly::sqs::aws_sdk_sqs::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region};
+use exactly::sqs::aws_sdk_sqs::types::QueueAttributeName;
+use exactly::sqs::aws_sdk_sqs::{self, Client};
+
+/// The SQS endpoint of `dev/services` (or `AWS_ENDPOINT_URL_SQS`).
+pub fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL_SQS").unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned())
+}
+
+/// A name no other test or run uses (`.fifo` kept at the end).
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let (stem, fifo) = prefix.strip_suffix(".fifo").map_or((prefix, ""), |stem| (stem, ".fifo"));
+    format!("{stem}-{}-{nanos:09}{fifo}", std::process::id())
+}
+
+/// A client of `endpoint`, counting its requests by operation in `counter`.
+pub fn client_for(endpoint: &str, counter: Option<Requests>) -> Client {
+    let mut config = aws_sdk_sqs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .endpoint_url(endpoint)
+        .http_client(exactly::sqs::http_client());
+    if let Some(counter) = counter {
+        config = config.interceptor(counter);
+    }
+    Client::from_conf(config.build())
+}
+
+/// A client of the `dev/services` server.
+pub fn client() -> Client {
+    client_for(&endpoint(), None)
+}
+
+/// Counts the requests a client makes, by operation name.
+#[derive(Debug, Clone, Default)]
+pub struct Requests(Arc<std::sync::Mutex<HashMap<String, usize>>>);
+
+impl Requests {
+    pub fn count(&self, operation: &str) -> usize {
+        self.0.lock().unwrap().get(operation).copied().unwrap_or(0)
+    }
+}
+
+impl Intercept for Requests {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_sqs::error::BoxError> {
+        use aws_sdk_sqs::operation as op;
+        let input = context.input();
+        let operation = if input.downcast_ref::<op::receive_message::ReceiveMessageInput>().is_some() {
+            "ReceiveMessage"
+        } else if input.downcast_ref::<op::delete_message_batch::DeleteMessageBatchInput>().is_some() {
+            "DeleteMessageBatch"
+        } else if input.downcast_ref::<op::get_queue_attributes::GetQueueAttributesInput>().is_some() {
+            "GetQueueAttributes"
+        } else if input.downcast_ref::<op::send_message::SendMessageInput>().is_some() {
+            "SendMessage"
+        } else if input
+            .downcast_ref::<op::change_message_visibility_batch::ChangeMessageVisibilityBatchInput>()
+            .is_some()
+        {
+            "ChangeMessageVisibilityBatch"
+        } else {
+            "other"
+        };
+        *self.0.lock().unwrap().entry(operation.to_owned()).or_default() += 1;
+        Ok(())
+    }
+}
+
+/// Creates a queue (FIFO if `name` ends in `.fifo`) and returns its URL.
+pub async fn create_queue(client: &Client, name: &str, visibility_timeout_s: u32) -> String {
+    let mut request = client
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::VisibilityTimeout, visibility_timeout_s.to_string());
+    if name.ends_with(".fifo") {
+        request = request.attributes(QueueAttributeName::FifoQueue, "true");
+    }
+    let output =
+        request.send().await.unwrap_or_else(|e| panic!("create queue {name}: {e:?} (is `dev/services up` running?)"));
+    output.queue_url.unwrap()
+}
+
+/// Sends `body`; to a FIFO queue with `group` and a random deduplication ID.
+pub async fn send(client: &Client, url: &str, body: &str, group: Option<&str>) -> String {
+    let mut request = client.send_message().queue_url(url).message_body(body);
+    if let Some(group) = group {
+        request = request.message_group_id(group).message_deduplication_id(unique("d"));
+    }
+    request.send().await.unwrap().message_id.unwrap()
+}
+
+/// Messages waiting plus messages in flight.
+pub async fn messages_left(client: &Client, url: &str) -> usize {
+    let output = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    let attributes = output.attributes.unwrap_or_default();
+    ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        .iter()
+        .map(|name| attributes.get(&QueueAttributeName::from(*name)).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0))
+        .sum()
+}
+
+/// Polls `check` every 50 ms until it returns true; panics with `what` after `timeout`.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A port nothing listens on (bound and released at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A moto server of this test's own, so that a test may stop it without
+/// disturbing the others. Killed when dropped.
+pub struct Moto {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Moto {
+    /// Starts moto from the virtualenv that `dev/services` installs, on `port`.
+    pub async fn start(port: u16) -> Moto {
+        let binary = concat!(env!("CARGO_MANIFEST_DIR"), "/.dev/moto/venv/bin/moto_server");
+        let child = Command::new(binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {binary} (run `dev/services up` first): {e}"));
+        let moto = Moto { port, child: Some(child) };
+        let url = moto.endpoint();
+        wait_until(Duration::from_secs(30), "the private moto server answers", || {
+            let url = url.clone();
+            async move { tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await.is_ok() }
+        })
+        .await;
+        moto
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL): its queues and messages are gone with it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A child process killed when dropped, so that a failed test leaves none behind.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Counts calls of something in tests.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicUsize);
+
+impl Counter {
+    pub const fn new() -> Self {
+        Counter(AtomicUsize::new(0))
+    }
+
+    pub fn bump(&self) -> usize {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
