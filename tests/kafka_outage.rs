@@ -42,11 +42,6 @@ async fn through_outage(topic: String, partition: i32, message: KafkaMessage) ->
     Ok(a + b)
 }
 
-fn restart_postgres() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/dev/services");
-    let status = std::process::Command::new(script).args(["restart", "postgres"]).status().expect("run dev/services");
-    assert!(status.success(), "`dev/services restart postgres` failed: this test needs the PostgreSQL that dev/services started");
-}
 
 #[tokio::test]
 async fn a_database_restart_mid_stream_loses_and_duplicates_nothing() {
@@ -64,7 +59,7 @@ async fn a_database_restart_mid_stream_loses_and_duplicates_nothing() {
         sent
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
-    tokio::task::spawn_blocking(restart_postgres).await.unwrap();
+    tokio::task::spawn_blocking(|| common::restart_service("postgres")).await.unwrap();
     let sent = producer.await.unwrap();
 
     let pool = shared.pool();

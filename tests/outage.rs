@@ -33,11 +33,6 @@ async fn through_outage(n: u32) -> exactly::Result<u32> {
     Ok(a + b)
 }
 
-fn restart_postgres() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/dev/services");
-    let status = std::process::Command::new(script).args(["restart", "postgres"]).status().expect("run dev/services");
-    assert!(status.success(), "`dev/services restart postgres` failed: this test needs the PostgreSQL that dev/services started");
-}
 
 #[tokio::test]
 async fn workflows_wait_through_a_database_restart_and_finish_once() {
@@ -47,7 +42,7 @@ async fn workflows_wait_through_a_database_restart_and_finish_once() {
         .map(|n| tokio::spawn(through_outage(n).with_id(format!("outage-{n}")).into_future()))
         .collect();
     tokio::time::sleep(Duration::from_millis(150)).await;
-    tokio::task::spawn_blocking(restart_postgres).await.unwrap();
+    tokio::task::spawn_blocking(|| common::restart_service("postgres")).await.unwrap();
 
     for (n, task) in tasks.into_iter().enumerate() {
         let result = tokio::time::timeout(Duration::from_secs(60), task).await.expect("workflow stuck").unwrap();

@@ -33,14 +33,6 @@ async fn on_outage_job(message: SqsMessage) -> exactly::Result<()> {
     Ok(())
 }
 
-fn restart_postgres() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/dev/services");
-    let status = std::process::Command::new(script).args(["restart", "postgres"]).status().expect("run dev/services");
-    assert!(
-        status.success(),
-        "`dev/services restart postgres` failed: this test needs the PostgreSQL that dev/services started"
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_mid_stream_delays_messages_but_loses_and_repeats_none() {
@@ -65,7 +57,7 @@ async fn a_database_restart_mid_stream_delays_messages_but_loses_and_repeats_non
         })
     };
     tokio::time::sleep(Duration::from_millis(700)).await;
-    tokio::task::spawn_blocking(restart_postgres).await.unwrap();
+    tokio::task::spawn_blocking(|| common::restart_service("postgres")).await.unwrap();
     sender.await.unwrap();
 
     let pool = sqlx::PgPool::connect(&url).await.unwrap();

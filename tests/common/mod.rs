@@ -141,6 +141,14 @@ pub async fn side_effect_count(pool: &sqlx::PgPool, workflow_id: &str, step: &st
         .unwrap_or(0)
 }
 
+/// Restarts a server with `dev/services restart NAME` (for outage tests, each alone
+/// in its test binary since every test shares the servers).
+pub fn restart_service(name: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/dev/services");
+    let status = Command::new(script).args(["restart", name]).status().expect("run dev/services");
+    assert!(status.success(), "`dev/services restart {name}` failed: this test needs the servers that dev/services started");
+}
+
 /// The environment variable that tells a re-executed test binary which child role to play.
 pub const CHILD_ROLE: &str = "EXACTLY_TEST_CHILD_ROLE";
 
