@@ -68,6 +68,45 @@ pub async fn count_success(url: &str, table: &str) -> Result<i64, Error> {
     Ok(n)
 }
 
+/// The completion probe of the `queue` workload: one connection of the harness's own
+/// to a system's database, asking whether any row of a queue is still ENQUEUED or
+/// PENDING. Two `EXISTS`, one per status, each answered from a partial index that
+/// holds only unfinished rows (exactly: `workflow_status_enqueued` and
+/// `workflow_status_pending`; dbos: `idx_workflow_status_in_flight`), so a probe costs
+/// about 0.1 ms whatever the number of finished rows. The connection turns sequential
+/// scans off: with statistics taken mid-run (thousands of PENDING rows), the planner
+/// otherwise answers the PENDING `EXISTS` with a scan of the whole table (seen on
+/// dbos: 11 ms over 40,000 rows, every probe).
+pub struct Probe {
+    conn: PgConnection,
+    sql: String,
+    queue: &'static str,
+}
+
+impl Probe {
+    pub async fn connect(url: &str, table: &str, queue: &'static str) -> Result<Probe, Error> {
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {table} WHERE queue_name = $1 AND status = 'ENQUEUED') \
+                 OR EXISTS (SELECT 1 FROM {table} WHERE queue_name = $1 AND status = 'PENDING')"
+        );
+        let mut conn = admin(url).await?;
+        sqlx::raw_sql("SET enable_seqscan = off").execute(&mut conn).await?;
+        let mut probe = Probe { conn, sql, queue };
+        // Prepared here, outside any timing.
+        probe.unfinished().await?;
+        Ok(probe)
+    }
+
+    /// Whether some row of the queue is ENQUEUED or PENDING.
+    pub async fn unfinished(&mut self) -> Result<bool, Error> {
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(self.sql.clone())).bind(self.queue).fetch_one(&mut self.conn).await?)
+    }
+
+    pub async fn close(self) -> Result<(), Error> {
+        Ok(self.conn.close().await?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stats::{Better, Row};
-use systems::System;
+use systems::{QueueVariant, System};
+use workloads::queue::QueueRun;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -27,6 +28,11 @@ USAGE: exactly-bench [OPTIONS]      (build with --release: debug numbers mean no
 OPTIONS:
   --workflows N        workflows in the concurrent workload (default 2000)
   --serial N           workflows in the serial workload (default 200)
+  --queued N           workflows in the queue workload (default 10000)
+  --queue-poll MS      how often the queue workload looks whether its run is done: every MS
+                       or every 0.5% of the time elapsed, whichever is longer (default 5)
+  --workloads LIST     which workloads to run, comma-separated: concurrent,serial,queue
+                       (default: all three)
   --rounds N           measured rounds of each workload per system, alternating (default 3)
   --only SYSTEM        run one system only: exactly | dbos
   --database-url URL   the server's maintenance database; bench_exactly and bench_dbos are
@@ -68,10 +74,33 @@ impl Kind {
     }
 }
 
+/// The workloads, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Workload {
+    Concurrent,
+    Serial,
+    Queue,
+}
+
+impl Workload {
+    const ALL: [Workload; 3] = [Workload::Concurrent, Workload::Serial, Workload::Queue];
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Concurrent => "concurrent",
+            Workload::Serial => "serial",
+            Workload::Queue => "queue",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Args {
     workflows: u64,
     serial: u64,
+    queued: u64,
+    queue_poll: Duration,
+    workloads: Vec<Workload>,
     rounds: usize,
     only: Option<Kind>,
     database_url: String,
@@ -83,6 +112,9 @@ impl Args {
         let mut parsed = Args {
             workflows: 2000,
             serial: 200,
+            queued: 10_000,
+            queue_poll: workloads::queue::POLL,
+            workloads: Workload::ALL.to_vec(),
             rounds: 3,
             only: None,
             database_url: std::env::var("DATABASE_URL").ok().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| DEFAULT_URL.to_owned()),
@@ -101,6 +133,26 @@ impl Args {
                 "-h" | "--help" => return Ok(None),
                 "--workflows" => parsed.workflows = number(&flag, value()?)?,
                 "--serial" => parsed.serial = number(&flag, value()?)?,
+                "--queued" => parsed.queued = number(&flag, value()?)?,
+                "--queue-poll" => parsed.queue_poll = Duration::from_millis(number(&flag, value()?)?),
+                "--workloads" => {
+                    let list = value()?;
+                    let mut chosen = Vec::new();
+                    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                        let workload = Workload::ALL.into_iter().find(|w| w.name() == name).ok_or_else(|| {
+                            format!("--workloads: unknown workload `{name}` (expected concurrent, serial, queue)")
+                        })?;
+                        if !chosen.contains(&workload) {
+                            chosen.push(workload);
+                        }
+                    }
+                    if chosen.is_empty() {
+                        return Err("--workloads needs at least one workload".into());
+                    }
+                    // Always run in the usual order, whatever the list's.
+                    chosen.sort_by_key(|w| Workload::ALL.iter().position(|a| a == w));
+                    parsed.workloads = chosen;
+                }
                 "--rounds" => parsed.rounds = number(&flag, value()?)?,
                 "--pool" => parsed.pool = Some(number(&flag, value()?)?),
                 "--database-url" => parsed.database_url = value()?,
@@ -116,10 +168,14 @@ impl Args {
                 other => return Err(format!("unknown argument `{other}` (see --help)").into()),
             }
         }
-        if parsed.workflows == 0 || parsed.serial == 0 || parsed.rounds == 0 {
-            return Err("--workflows, --serial and --rounds must be at least 1".into());
+        if parsed.workflows == 0 || parsed.serial == 0 || parsed.queued == 0 || parsed.rounds == 0 {
+            return Err("--workflows, --serial, --queued and --rounds must be at least 1".into());
         }
         Ok(Some(parsed))
+    }
+
+    fn runs(&self, workload: Workload) -> bool {
+        self.workloads.contains(&workload)
     }
 
     fn kinds(&self) -> Vec<Kind> {
@@ -133,6 +189,42 @@ struct Subject {
     url: String,
     throughputs: Vec<f64>,
     latencies: Vec<Duration>,
+}
+
+/// A system on one of its queues, and what the queue workload measured there.
+struct QueueSubject {
+    system: Arc<dyn System>,
+    url: String,
+    variant: QueueVariant,
+    runs: Vec<QueueRun>,
+}
+
+impl QueueSubject {
+    /// Runs the queue workload once (IDs `{label}-{tag}-{i}`), checked.
+    async fn run(&self, tag: &str, args: &Args) -> Result<QueueRun, Error> {
+        let (workflows, poll) = (args.queued, args.queue_poll);
+        let prefix = format!("{}-{tag}", self.variant.label);
+        let run = workloads::queue::run(&self.system, &self.url, self.variant.queue, &prefix, workflows, poll);
+        checked(&*self.system, &self.url, workflows, run).await
+    }
+
+    fn report(&self, tag: &str, workflows: u64, run: &QueueRun) {
+        println!(
+            "{tag:<9} queue      {:<8} {:>6.0} wf/s ({:.0} ms); enqueue {:>6.0} wf/s ({:.0} ms); {} probes of {:.2} ms",
+            self.variant.label,
+            workflows as f64 / run.completed.as_secs_f64(),
+            stats::ms(run.completed),
+            workflows as f64 / run.enqueued.as_secs_f64(),
+            stats::ms(run.enqueued),
+            run.probes,
+            stats::ms(run.probe_mean),
+        );
+    }
+
+    fn median(&self, workflows: u64, time: impl Fn(&QueueRun) -> Duration) -> f64 {
+        let rates: Vec<f64> = self.runs.iter().map(|r| workflows as f64 / time(r).as_secs_f64()).collect();
+        stats::median(&rates)
+    }
 }
 
 #[tokio::main]
@@ -180,9 +272,20 @@ async fn run(args: Args) -> Result<(), Error> {
     if load.split_whitespace().next().and_then(|l| l.parse::<f64>().ok()).is_some_and(|l| l > cpus / 2.0) {
         println!("note:     the machine is busy; latencies in particular will be noisy");
     }
+    let mut chosen = Vec::new();
+    if args.runs(Workload::Concurrent) {
+        chosen.push(format!("concurrent W={}", args.workflows));
+    }
+    if args.runs(Workload::Serial) {
+        chosen.push(format!("serial N={}", args.serial));
+    }
+    if args.runs(Workload::Queue) {
+        chosen.push(format!("queue N={}", args.queued));
+    }
     println!(
-        "workload: concurrent W={}, serial N={}, {} measured round(s) each after one warm-up, systems alternating",
-        args.workflows, args.serial, args.rounds
+        "workload: {}, {} measured round(s) each after one warm-up, systems alternating",
+        chosen.join(", "),
+        args.rounds
     );
 
     let mut subjects = Vec::new();
@@ -192,26 +295,59 @@ async fn run(args: Args) -> Result<(), Error> {
         println!("settings: {}", system.describe());
         subjects.push(Subject { system, url, throughputs: Vec::new(), latencies: Vec::new() });
     }
+    // The queue workload runs each system on its default queue, alternating like the
+    // others; a system's further queue variants (dbos with a lower polling interval)
+    // run after that, one at a time, so that nothing they set up (a worker polling
+    // every millisecond) runs beside another system's measurement.
+    let (mut queued, mut variants) = (Vec::new(), Vec::new());
+    if args.runs(Workload::Queue) {
+        for s in &subjects {
+            for (n, variant) in s.system.queues().into_iter().enumerate() {
+                println!("settings: {}", variant.describe);
+                let q = QueueSubject { system: s.system.clone(), url: s.url.clone(), variant, runs: Vec::new() };
+                if n == 0 { queued.push(q) } else { variants.push(q) }
+            }
+        }
+        println!(
+            "settings: queue workload: {} enqueues at once (a task each); the harness polls the system's \
+             database every {:?} (or 1/{} of the time elapsed, if longer) until no row of the run is ENQUEUED or PENDING",
+            args.queued,
+            args.queue_poll,
+            workloads::queue::RESOLUTION
+        );
+    }
 
     // One warm-up of each workload per system: connections opened, statements prepared,
     // caches filled. Not reported.
     for s in &subjects {
-        let elapsed = workloads::concurrent::run(&s.system, args.workflows).await?;
-        workloads::serial::run(&s.system, args.serial).await?;
-        println!("warm-up:  {} done (concurrent took {:.0} ms)", s.system.name(), stats::ms(elapsed));
+        let mut done = Vec::new();
+        if args.runs(Workload::Concurrent) {
+            let elapsed = workloads::concurrent::run(&s.system, args.workflows).await?;
+            done.push(format!("concurrent took {:.0} ms", stats::ms(elapsed)));
+        }
+        if args.runs(Workload::Serial) {
+            workloads::serial::run(&s.system, args.serial).await?;
+        }
+        if let Some(q) = queued.iter().find(|q| Arc::ptr_eq(&q.system, &s.system)) {
+            let run = q.run("warm", &args).await?;
+            done.push(format!("queue took {:.0} ms", stats::ms(run.completed)));
+        }
+        println!("warm-up:  {} done ({})", s.system.name(), done.join(", "));
     }
 
-    for round in 1..=args.rounds {
+    for round in (1..=args.rounds).filter(|_| args.runs(Workload::Concurrent)) {
         for s in alternate(&mut subjects, round) {
-            let elapsed = checked(s, args.workflows, workloads::concurrent::run(&s.system, args.workflows)).await?;
+            let run = workloads::concurrent::run(&s.system, args.workflows);
+            let elapsed = checked(&*s.system, &s.url, args.workflows, run).await?;
             let throughput = args.workflows as f64 / elapsed.as_secs_f64();
             println!("round {round}:  concurrent {:<7} {throughput:>8.0} wf/s ({:.0} ms)", s.system.name(), stats::ms(elapsed));
             s.throughputs.push(throughput);
         }
     }
-    for round in 1..=args.rounds {
+    for round in (1..=args.rounds).filter(|_| args.runs(Workload::Serial)) {
         for s in alternate(&mut subjects, round) {
-            let latencies = checked(s, args.serial, workloads::serial::run(&s.system, args.serial)).await?;
+            let run = workloads::serial::run(&s.system, args.serial);
+            let latencies = checked(&*s.system, &s.url, args.serial, run).await?;
             println!(
                 "round {round}:  serial     {:<7} p50 {:.2} ms, p99 {:.2} ms",
                 s.system.name(),
@@ -222,32 +358,86 @@ async fn run(args: Args) -> Result<(), Error> {
         }
     }
 
+    for round in (1..=args.rounds).filter(|_| args.runs(Workload::Queue)) {
+        for q in alternate(&mut queued, round) {
+            let run = q.run(&format!("r{round}"), &args).await?;
+            q.report(&format!("round {round}:"), args.queued, &run);
+            q.runs.push(run);
+        }
+    }
+    for q in &mut variants {
+        println!("load:     {} (1, 5, 15 min) before setting up {}", load_average(), q.variant.label);
+        q.system.open_queue(q.variant.queue).await.map_err(|e| format!("{}: {e}", q.variant.label))?;
+        let run = q.run("warm", &args).await?;
+        println!("warm-up:  {} done (queue took {:.0} ms)", q.variant.label, stats::ms(run.completed));
+        for round in 1..=args.rounds {
+            let run = q.run(&format!("r{round}"), &args).await?;
+            q.report(&format!("round {round}:"), args.queued, &run);
+            q.runs.push(run);
+        }
+        q.system.close_queue(q.variant.queue).await.map_err(|e| format!("{}: {e}", q.variant.label))?;
+    }
+
     let pick = |name: &str, f: &dyn Fn(&Subject) -> f64| subjects.iter().find(|s| s.system.name() == name).map(f);
     let throughput = |s: &Subject| stats::median(&s.throughputs);
     let p = |q: f64| move |s: &Subject| stats::ms(stats::percentile(&s.latencies, q));
-    let rows = vec![
-        Row {
+    let mut rows = Vec::new();
+    if args.runs(Workload::Concurrent) {
+        rows.push(Row {
             workload: format!("concurrent: {} workflows, throughput (median of {})", args.workflows, args.rounds),
             unit: "wf/s",
             better: Better::Higher,
             exactly: pick("exactly", &throughput),
             dbos: pick("dbos", &throughput),
-        },
-        Row {
+        });
+    }
+    if args.runs(Workload::Serial) {
+        rows.push(Row {
             workload: format!("serial: {} workflows x {}, p50 latency", args.serial, args.rounds),
             unit: "ms",
             better: Better::Lower,
             exactly: pick("exactly", &p(50.0)),
             dbos: pick("dbos", &p(50.0)),
-        },
-        Row {
+        });
+        rows.push(Row {
             workload: format!("serial: {} workflows x {}, p99 latency", args.serial, args.rounds),
             unit: "ms",
             better: Better::Lower,
             exactly: pick("exactly", &p(99.0)),
             dbos: pick("dbos", &p(99.0)),
-        },
-    ];
+        });
+    }
+    if args.runs(Workload::Queue) {
+        let (n, rounds) = (args.queued, args.rounds);
+        let queue = |name: &str, time: &dyn Fn(&QueueRun) -> Duration| {
+            queued.iter().chain(&variants).find(|q| q.variant.label == name).map(|q| q.median(n, time))
+        };
+        let completed = |r: &QueueRun| r.completed;
+        let enqueued = |r: &QueueRun| r.enqueued;
+        rows.push(Row {
+            workload: format!("queue: {n} enqueued, until all SUCCESS (median of {rounds})"),
+            unit: "wf/s",
+            better: Better::Higher,
+            exactly: queue("exactly", &completed),
+            dbos: queue("dbos", &completed),
+        });
+        for v in &variants {
+            rows.push(Row {
+                workload: format!("queue: {n} enqueued, until all SUCCESS, {} (median of {rounds})", v.variant.label),
+                unit: "wf/s",
+                better: Better::Higher,
+                exactly: queue("exactly", &completed),
+                dbos: Some(v.median(n, completed)),
+            });
+        }
+        rows.push(Row {
+            workload: format!("queue: {n} enqueued, until all durably ENQUEUED (median of {rounds})"),
+            unit: "wf/s",
+            better: Better::Higher,
+            exactly: queue("exactly", &enqueued),
+            dbos: queue("dbos", &enqueued),
+        });
+    }
     println!("load:     {} (1, 5, 15 min) at the end", load_average());
     println!();
     print!("{}", stats::table(&rows));
@@ -261,20 +451,25 @@ async fn run(args: Args) -> Result<(), Error> {
 
 /// Runs a measured workload and checks, outside the timing, that it left exactly
 /// `workflows` new SUCCESS rows in the system's database.
-async fn checked<T>(s: &Subject, workflows: u64, workload: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-    let before = db::count_success(&s.url, s.system.status_table()).await?;
+async fn checked<T>(
+    system: &dyn System,
+    url: &str,
+    workflows: u64,
+    workload: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let before = db::count_success(url, system.status_table()).await?;
     let measured = workload.await?;
-    let after = db::count_success(&s.url, s.system.status_table()).await?;
+    let after = db::count_success(url, system.status_table()).await?;
     if after - before != workflows as i64 {
-        let name = s.system.name();
+        let name = system.name();
         return Err(format!("{name}: {} new SUCCESS rows after the run, expected {workflows}", after - before).into());
     }
     Ok(measured)
 }
 
 /// The subjects in launch order in odd rounds (the first is 1) and reversed in even ones.
-fn alternate(subjects: &mut [Subject], round: usize) -> Vec<&mut Subject> {
-    let mut order: Vec<&mut Subject> = subjects.iter_mut().collect();
+fn alternate<S>(subjects: &mut [S], round: usize) -> Vec<&mut S> {
+    let mut order: Vec<&mut S> = subjects.iter_mut().collect();
     if round.is_multiple_of(2) {
         order.reverse();
     }
@@ -362,6 +557,10 @@ mod tests {
         assert!(parse(&["--only", "nope"]).is_err());
         assert!(parse(&["--workflows"]).is_err());
         assert!(parse(&["--help"]).unwrap().is_none());
+        let args = parse(&["--workloads", "queue,concurrent", "--queued=500"]).unwrap().unwrap();
+        assert_eq!((args.workloads, args.queued), (vec![Workload::Concurrent, Workload::Queue], 500));
+        assert_eq!(parse(&[]).unwrap().unwrap().workloads, Workload::ALL.to_vec());
+        assert!(parse(&["--workloads", "kafka"]).is_err());
     }
 
     #[test]

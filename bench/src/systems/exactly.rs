@@ -3,7 +3,7 @@
 
 use exactly::Runtime;
 
-use super::{BoxFuture, LocalBoxFuture, System};
+use super::{BoxFuture, LocalBoxFuture, QueueVariant, System};
 use crate::Error;
 
 /// The step's work: trivial, so that the engine's own cost is what is measured.
@@ -17,6 +17,9 @@ async fn work(i: u64) -> exactly::Result<u64> {
 async fn one_step(i: u64) -> exactly::Result<u64> {
     work(i).await
 }
+
+// The `queue` workload's queue: no limits, declared as an application declares one.
+exactly::queue!(static BENCH = "bench");
 
 pub struct Exactly {
     runtime: Runtime,
@@ -51,6 +54,29 @@ impl System for Exactly {
 
     fn one_step(&self, i: u64) -> BoxFuture<'static, Result<u64, Error>> {
         Box::pin(async move { Ok(one_step(i).start().await?.result().await?) })
+    }
+
+    fn queues(&self) -> Vec<QueueVariant> {
+        vec![QueueVariant {
+            label: "exactly",
+            queue: BENCH.name,
+            describe: "exactly: queue `bench`, no limits; dispatcher claims up to 500 rows per query, \
+                       wakes on LISTEN/NOTIFY (a statement trigger on insert), else polls every 200 ms"
+                .to_owned(),
+        }]
+    }
+
+    fn enqueue(&self, queue: &'static str, id: String, i: u64) -> BoxFuture<'static, Result<(), Error>> {
+        assert_eq!(queue, BENCH.name, "exactly has one bench queue");
+        Box::pin(async move {
+            one_step(i).with_id(id).on_queue(&BENCH).start().await?;
+            Ok(())
+        })
+    }
+
+    fn output(&self, id: String) -> BoxFuture<'static, Result<u64, Error>> {
+        let handle = self.runtime.handle::<exactly::Result<u64>>(id);
+        Box::pin(async move { Ok(handle.result().await?) })
     }
 
     fn shutdown(&self) -> LocalBoxFuture<'static, Result<(), Error>> {

@@ -2,4 +2,5 @@
 //! raw measurements; `main` turns them into table rows.
 
 pub mod concurrent;
+pub mod queue;
 pub mod serial;
