@@ -18,13 +18,14 @@
 //! const _: () = { /* the message parameter is exactly's `KafkaMessage`, spanned on its type */ };
 //! ```
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
-use syn::{Attribute, Expr, ExprPath, Ident, ItemFn, Lit, LitStr, Meta, PathArguments, Token, Type};
+use syn::{Expr, ExprPath, Ident, ItemFn, Lit, LitStr, Meta, PathArguments, Token, Type};
 
-use crate::error::{Errors, with_item};
+use crate::consumer;
+use crate::error::Errors;
 use crate::signature::{self, span_range};
 use crate::workflow;
 
@@ -35,35 +36,22 @@ const SIGNATURE: &str = "`(topic: String, partition: i32, message: KafkaMessage)
 /// What `#[kafka_consumer]` expands to without the crate's `kafka` feature: the
 /// item, and an error that names the feature (as `#[tokio::main]` does without `rt`).
 pub(crate) fn disabled(item: TokenStream) -> TokenStream {
-    let message = "`#[kafka_consumer]` needs the `kafka` feature of `exactly`, which is off in this build: enable it (`exactly = { version = \"..\", features = [\"kafka\"] }`; it is on by default unless `default-features = false`)";
-    with_item(item, syn::Error::new(Span::call_site(), message))
+    consumer::disabled("kafka_consumer", "kafka", item)
 }
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let func = match syn::parse2::<ItemFn>(item.clone()) {
-        Ok(func) => func,
-        Err(_) => {
-            let message = "`#[kafka_consumer]` applies to a `#[workflow] async fn` taking the topic, the partition and the message, e.g. `#[kafka_consumer(\"orders\")] #[workflow] async fn on_order(topic: String, partition: i32, message: KafkaMessage) -> exactly::Result<()> { .. }`";
-            return with_item(item, syn::Error::new(Span::call_site(), message));
-        }
-    };
-    match try_expand(args, &func) {
-        Ok(tokens) => tokens,
-        Err(error) => with_item(func, error),
-    }
+    consumer::expand(
+        "`#[kafka_consumer]` applies to a `#[workflow] async fn` taking the topic, the partition and the message, e.g. `#[kafka_consumer(\"orders\")] #[workflow] async fn on_order(topic: String, partition: i32, message: KafkaMessage) -> exactly::Result<()> { .. }`",
+        args,
+        item,
+        try_expand,
+    )
 }
 
 fn try_expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     let mut errors = Errors::new();
     let args = errors.ok(syn::parse2::<ConsumerArgs>(args));
-    let Some(workflow_attr) = func.attrs.iter().find(|attr| is_workflow_attr(attr)) else {
-        let message = if func.sig.asyncness.is_none() && returns_workflow_call(func) {
-            // `#[workflow]` ran first and left this attribute on the function it generated.
-            "`#[kafka_consumer]` must be written above `#[workflow]`, not below it: attributes expand from the top, and the consumer registers the workflow that `#[workflow]` declares; swap the two lines"
-        } else {
-            "`#[kafka_consumer]` starts a workflow for each message, so it goes on a workflow: add `#[workflow]` on the line below it"
-        };
-        errors.at(Span::call_site(), message);
+    let Some(workflow_attr) = consumer::workflow_attr("kafka_consumer", func, &mut errors) else {
         return Err(errors.finish().expect_err("an error was added"));
     };
     let (_, inputs) = signature::args(&func.sig);
@@ -104,19 +92,6 @@ fn try_expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
         return Ok(func.to_token_stream());
     }
     Ok(generate(&args, func, &inputs[2].ty))
-}
-
-/// `#[workflow]`, `#[workflow(..)]`, `#[exactly::workflow]`.
-fn is_workflow_attr(attr: &Attribute) -> bool {
-    let segments: Vec<String> = attr.path().segments.iter().map(|s| s.ident.to_string()).collect();
-    matches!(segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), ["workflow"] | ["exactly", "workflow"])
-}
-
-fn returns_workflow_call(func: &ItemFn) -> bool {
-    match &func.sig.output {
-        syn::ReturnType::Type(_, ty) => ty.to_token_stream().to_string().contains("WorkflowCall"),
-        syn::ReturnType::Default => false,
-    }
 }
 
 /// The last segment of a plain path type without generic arguments (`String`,

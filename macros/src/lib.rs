@@ -16,6 +16,8 @@
 use proc_macro::TokenStream;
 
 mod attr;
+#[cfg_attr(not(any(feature = "kafka", feature = "sqs")), allow(dead_code))]
+mod consumer;
 mod error;
 mod kafka_consumer;
 mod signature;

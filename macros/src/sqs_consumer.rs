@@ -22,9 +22,10 @@ use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
-use syn::{Attribute, Expr, ExprPath, Ident, ItemFn, Lit, LitStr, Meta, Token};
+use syn::{Expr, ExprPath, Ident, ItemFn, Lit, LitStr, Meta, Token};
 
-use crate::error::{Errors, with_item};
+use crate::consumer;
+use crate::error::Errors;
 use crate::signature::{self, span_range};
 use crate::workflow;
 
@@ -43,35 +44,22 @@ const KEYS: &[&str] = &[
 /// What `#[sqs_consumer]` expands to without the crate's `sqs` feature: the item,
 /// and an error that names the feature (as `#[tokio::main]` does without `rt`).
 pub(crate) fn disabled(item: TokenStream) -> TokenStream {
-    let message = "`#[sqs_consumer]` needs the `sqs` feature of `exactly`, which is off in this build: enable it (`exactly = { version = \"..\", features = [\"sqs\"] }`; it is on by default unless `default-features = false`)";
-    with_item(item, syn::Error::new(Span::call_site(), message))
+    consumer::disabled("sqs_consumer", "sqs", item)
 }
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let func = match syn::parse2::<ItemFn>(item.clone()) {
-        Ok(func) => func,
-        Err(_) => {
-            let message = "`#[sqs_consumer]` applies to a `#[workflow] async fn` taking the message, e.g. `#[sqs_consumer(queue_url = env(\"JOBS_URL\"))] #[workflow] async fn on_job(message: SqsMessage) -> exactly::Result<()> { .. }`";
-            return with_item(item, syn::Error::new(Span::call_site(), message));
-        }
-    };
-    match try_expand(args, &func) {
-        Ok(tokens) => tokens,
-        Err(error) => with_item(func, error),
-    }
+    consumer::expand(
+        "`#[sqs_consumer]` applies to a `#[workflow] async fn` taking the message, e.g. `#[sqs_consumer(queue_url = env(\"JOBS_URL\"))] #[workflow] async fn on_job(message: SqsMessage) -> exactly::Result<()> { .. }`",
+        args,
+        item,
+        try_expand,
+    )
 }
 
 fn try_expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
     let mut errors = Errors::new();
     let args = errors.ok(syn::parse2::<ConsumerArgs>(args));
-    let Some(workflow_attr) = func.attrs.iter().find(|attr| is_workflow_attr(attr)) else {
-        let message = if func.sig.asyncness.is_none() && returns_workflow_call(func) {
-            // `#[workflow]` ran first and left this attribute on the function it generated.
-            "`#[sqs_consumer]` must be written above `#[workflow]`, not below it: attributes expand from the top, and the consumer registers the workflow that `#[workflow]` declares; swap the two lines"
-        } else {
-            "`#[sqs_consumer]` starts a workflow for each message, so it goes on a workflow: add `#[workflow]` on the line below it"
-        };
-        errors.at(Span::call_site(), message);
+    let Some(workflow_attr) = consumer::workflow_attr("sqs_consumer", func, &mut errors) else {
         return Err(errors.finish().expect_err("an error was added"));
     };
     let (_, inputs) = signature::args(&func.sig);
@@ -102,19 +90,6 @@ fn try_expand(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
         return Ok(func.to_token_stream());
     }
     Ok(generate(&args, func, &inputs[0].ty))
-}
-
-/// `#[workflow]`, `#[workflow(..)]`, `#[exactly::workflow]`.
-fn is_workflow_attr(attr: &Attribute) -> bool {
-    let segments: Vec<String> = attr.path().segments.iter().map(|s| s.ident.to_string()).collect();
-    matches!(segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), ["workflow"] | ["exactly", "workflow"])
-}
-
-fn returns_workflow_call(func: &ItemFn) -> bool {
-    match &func.sig.output {
-        syn::ReturnType::Type(_, ty) => ty.to_token_stream().to_string().contains("WorkflowCall"),
-        syn::ReturnType::Default => false,
-    }
 }
 
 fn generate(args: &ConsumerArgs, func: &ItemFn, message_ty: &syn::Type) -> TokenStream {
