@@ -141,7 +141,13 @@ async fn worker_main(role: &str) {
     if role != "worker" {
         builder = builder.queue(Queue::new(VICTIM_QUEUE));
     }
+    if role == "takeover" {
+        builder = builder.heartbeat_interval(Duration::from_millis(300)).executor_timeout(Duration::from_secs(60));
+    }
     let rt = builder.launch().await.expect("child launch");
+    if role == "takeover" {
+        return takeover_main(rt, &executor).await;
+    }
     let prefix = std::env::var("WAIT_PREFIX").unwrap();
     let n: i64 = std::env::var("WAIT_COUNT").unwrap().parse().unwrap();
     if role == "victim" {
@@ -416,5 +422,59 @@ fn kill_9_of_the_executor_holding_work_hands_it_to_another_exactly_once() {
             assert_eq!(common::side_effect_count(pool(), &id, "first").await, 1, "{id}: the first step ran again");
             assert_eq!(common::side_effect_count(pool(), &id, "second").await, 1, "{id}");
         }
+    })
+}
+
+/// The child's part of the takeover test: one workflow of its own runs; a peer (the
+/// SQL below does what `requeue_dead` does) declares this executor dead and puts the
+/// workflow back on its queue; this executor's dispatcher claims it back before its
+/// heartbeat learns it was declared dead. The workflow must still finish.
+async fn takeover_main(rt: Runtime, executor: &str) {
+    let id = "takeover-0";
+    two_effects(1_500).with_id(id).with_queue(VICTIM_QUEUE).start().await.unwrap();
+    while common::side_effect_count(pool(), id, "first").await == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "BEGIN;
+         DELETE FROM exactly.executors WHERE executor_id = '{executor}';
+         UPDATE exactly.workflow_status SET status = 'ENQUEUED', executor_id = NULL WHERE workflow_id = '{id}';
+         SELECT pg_notify('exactly_enqueued', '{VICTIM_QUEUE}');
+         COMMIT;"
+    )))
+    .execute(pool())
+    .await
+    .unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let status = rt.status(id).await.unwrap().unwrap();
+            if status.state.is_terminal() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let status = outcome.expect("the workflow claimed back during the takeover stayed PENDING");
+    println!("TAKEOVER_DONE {:?}", status.state);
+    rt.shutdown().await.unwrap();
+}
+
+#[test]
+fn an_executor_declared_dead_finishes_the_work_it_claimed_back() {
+    common::block_on(async {
+        if let Some(role) = common::child_role() {
+            return worker_main(&role).await;
+        }
+        create_tables().await;
+        let test = "an_executor_declared_dead_finishes_the_work_it_claimed_back";
+        let env = [("EXACTLY_DATABASE_URL", shared().url.as_str()), ("CHILD_EXECUTOR", "takeover")];
+        let mut child = common::spawn_child(test, "takeover", &env);
+        assert!(common::wait_exit(&mut child, CHILD_TIMEOUT).success(), "the takeover child failed");
+        let id = "takeover-0";
+        let status = shared().runtime.status(id).await.unwrap().unwrap();
+        assert_eq!(status.state, exactly::WorkflowState::Success);
+        assert_eq!(common::side_effect_count(pool(), id, "first").await, 1, "the first step ran again");
+        assert_eq!(common::side_effect_count(pool(), id, "second").await, 1);
     })
 }

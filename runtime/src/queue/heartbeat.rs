@@ -24,9 +24,12 @@ pub(crate) async fn run(engine: Arc<Engine>, config: HeartbeatConfig) {
             Ok(alive) => {
                 if registered && !alive {
                     // Declared dead while silent: the workflows it was running now
-                    // belong to others. Stop them here so no workflow runs twice at once.
+                    // belong to others. Stop them here so no workflow runs twice at
+                    // once, and rerun those the dispatcher claimed back meanwhile.
                     tracing::error!(%executor, "exactly: this executor was declared dead (heartbeat missed); its running workflows were handed to other executors and stop here");
-                    engine.end_all_workflows();
+                    if let Err(e) = engine.recover_after_takeover().await {
+                        tracing::error!(error = %e, "exactly: could not resume the workflows claimed back after the takeover; they run at the next launch");
+                    }
                 }
                 registered = true;
             }

@@ -262,15 +262,16 @@ impl Store {
 
     /// Claims this executor's PENDING workflows for recovery: each one's attempt
     /// counter goes up by one, in the same statement that reads it.
-    pub async fn claim_pending(&self, executor_id: &str) -> Result<Vec<(PendingWorkflow, i32)>> {
+    pub async fn claim_pending(&self, executor_id: &str, except: &[String]) -> Result<Vec<(PendingWorkflow, i32)>> {
         let rows = sqlx::query(
             "UPDATE workflow_status
              SET recovery_attempts = recovery_attempts + 1, updated_at = clock_timestamp()
-             WHERE status = 'PENDING' AND executor_id = $1
+             WHERE status = 'PENDING' AND executor_id = $1 AND workflow_id <> ALL($2)
              RETURNING workflow_id, name, inputs::text AS inputs, recovery_attempts, queue_name,
                        (EXTRACT(EPOCH FROM (deadline - clock_timestamp())) * 1000)::bigint AS remaining_ms",
         )
         .bind(executor_id)
+        .bind(except)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| Error::db(format!("claiming the PENDING workflows of executor `{executor_id}`"), e))?;

@@ -53,6 +53,9 @@ pub(crate) struct Engine {
     /// waiting, or when this executor learns it was declared dead and its work
     /// was handed to others.
     generation: watch::Sender<u64>,
+    /// The workflow tasks alive in this process: workflow ID -> the generation the
+    /// task started in. Recovery after a takeover skips IDs already running anew.
+    live: Mutex<HashMap<String, u64>>,
     /// What the receivers registered to run first at shutdown (stop polling, commit).
     before_shutdown: Mutex<Vec<BoxFuture<'static, ()>>>,
 }
@@ -95,6 +98,7 @@ impl Engine {
             parked: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
             generation: watch::Sender::new(0),
+            live: Mutex::new(HashMap::new()),
             before_shutdown: Mutex::new(Vec::new()),
         })
     }
@@ -260,7 +264,8 @@ impl Engine {
         }
     }
 
-    /// Runs a workflow on its own task and records how it ended.
+    /// Runs a workflow on its own task and records how it ended, unless a task of
+    /// the current generation runs it already.
     fn spawn(
         self: &Arc<Self>,
         spec: &'static WorkflowSpec,
@@ -270,16 +275,24 @@ impl Engine {
         timeout: Option<Duration>,
         queue: Option<String>,
     ) {
-        let engine = self.clone();
-        let ctx = Arc::new(WorkflowContext::new(engine.clone(), id.clone(), recorded));
         let mut generation = self.generation.subscribe();
         let started_in = *generation.borrow_and_update();
+        {
+            let mut live = self.live.lock().expect("live tasks poisoned");
+            if live.get(&id) == Some(&started_in) {
+                return; // a task of this generation runs it already
+            }
+            live.insert(id.clone(), started_in);
+        }
+        let engine = self.clone();
+        let ctx = Arc::new(WorkflowContext::new(engine.clone(), id.clone(), recorded));
         self.running.fetch_add(1, Ordering::SeqCst);
         if let Some(queue) = &queue {
             *self.queue_running.lock().expect("queue counts poisoned").entry(queue.clone()).or_default() += 1;
         }
         self.tasks.spawn(async move {
             let _running = Counted(&engine.running);
+            let _live = Live { engine: &engine, id: &id, generation: started_in };
             let _queued = queue.map(|queue| QueueSlot { engine: &engine, queue });
             let body = ctx.scope(AssertUnwindSafe((spec.invoke)(inputs)).catch_unwind());
             let ended = tokio::select! {
@@ -314,7 +327,32 @@ impl Engine {
     /// been started more than `1 + max_recovery_attempts` times is given up as
     /// MAX_RECOVERY_ATTEMPTS_EXCEEDED, its inputs kept.
     pub async fn recover(self: &Arc<Self>) -> Result<usize> {
-        let pending = self.store.claim_pending(&self.config.executor_id).await?;
+        let pending = self.store.claim_pending(&self.config.executor_id, &[]).await?;
+        self.resume(pending).await
+    }
+
+    /// Called when this executor learns that another one declared it dead and put
+    /// its PENDING workflows back on their queues. Every task running here ends (its
+    /// workflow may already run elsewhere); then the workflows that are PENDING for
+    /// this executor again (its dispatcher claimed them back before it learned) run
+    /// anew, since no task runs them any more. Workflows started here after the end
+    /// keep running.
+    pub async fn recover_after_takeover(self: &Arc<Self>) -> Result<usize> {
+        self.end_all_workflows();
+        let generation = *self.generation.borrow();
+        let running: Vec<String> = self
+            .live
+            .lock()
+            .expect("live tasks poisoned")
+            .iter()
+            .filter(|(_, g)| **g == generation)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let pending = self.store.claim_pending(&self.config.executor_id, &running).await?;
+        self.resume(pending).await
+    }
+
+    async fn resume(self: &Arc<Self>, pending: Vec<(crate::store::PendingWorkflow, i32)>) -> Result<usize> {
         let mut resumed = 0;
         for (workflow, attempts) in pending {
             let Some(spec) = self.registry.get(&workflow.name) else {
@@ -448,6 +486,23 @@ impl Drop for QueueSlot<'_> {
 fn is_deduplication_conflict(e: &Error) -> bool {
     matches!(e, Error::Database { source: sqlx::Error::Database(db), .. }
         if db.constraint() == Some("workflow_status_deduplication"))
+}
+
+/// Removes a workflow task from [`Engine::live`] when it ends, unless a newer task
+/// of the same workflow took its place.
+struct Live<'a> {
+    engine: &'a Engine,
+    id: &'a str,
+    generation: u64,
+}
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        let mut live = self.engine.live.lock().expect("live tasks poisoned");
+        if live.get(self.id) == Some(&self.generation) {
+            live.remove(self.id);
+        }
+    }
 }
 
 /// Decrements its counter when dropped.
