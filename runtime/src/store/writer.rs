@@ -128,9 +128,12 @@ async fn run_writer(pool: PgPool, rx: Arc<Mutex<mpsc::UnboundedReceiver<Write>>>
 
 /// Writes a batch, retrying through outages, and answers every caller.
 async fn write_batch(pool: &PgPool, batch: Vec<Write>) {
+    // One token for every attempt at this batch: rows a lost-reply attempt inserted
+    // carry it, so the retry counts them as its own.
+    let token = uuid::Uuid::new_v4().to_string();
     let mut delay = Duration::from_millis(50);
     loop {
-        match try_write(pool, &batch).await {
+        match try_write(pool, &batch, &token).await {
             Ok(inserted) => return answer(batch, &inserted),
             Err(e) if is_transient(&e) => {
                 tracing::warn!(error = %e, retry_in = ?delay, "exactly: database unavailable; checkpoint writes wait");
@@ -207,7 +210,7 @@ fn is_transient(e: &sqlx::Error) -> bool {
 
 /// One transaction, at most one statement per kind of write. Returns the IDs of the
 /// workflow rows it inserted.
-async fn try_write(pool: &PgPool, batch: &[Write]) -> std::result::Result<HashSet<String>, sqlx::Error> {
+async fn try_write(pool: &PgPool, batch: &[Write], token: &str) -> std::result::Result<HashSet<String>, sqlx::Error> {
     let mut inserts = Vec::new();
     let mut steps = Vec::new();
     let mut finishes = Vec::new();
@@ -229,7 +232,7 @@ async fn try_write(pool: &PgPool, batch: &[Write]) -> std::result::Result<HashSe
     let result = async {
         let mut inserted = HashSet::new();
         if !inserts.is_empty() {
-            inserted = insert_workflows(&mut conn, &inserts).await?;
+            inserted = insert_workflows(&mut conn, &inserts, token).await?;
         }
         if !steps.is_empty() {
             insert_steps(&mut conn, &steps).await?;
@@ -255,7 +258,12 @@ async fn try_write(pool: &PgPool, batch: &[Write]) -> std::result::Result<HashSe
 async fn insert_workflows(
     conn: &mut sqlx::PgConnection,
     rows: &[&NewWorkflow],
+    token: &str,
 ) -> std::result::Result<HashSet<String>, sqlx::Error> {
+    // One row per ID: `ON CONFLICT DO UPDATE` may not touch a row twice in a statement
+    // (the first of two inserts of one ID wins, as it would one after the other).
+    let mut seen = HashSet::new();
+    let rows: Vec<&NewWorkflow> = rows.iter().copied().filter(|r| seen.insert(r.id.as_str())).collect();
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     let statuses: Vec<&str> = rows.iter().map(|r| r.status).collect();
@@ -269,20 +277,23 @@ async fn insert_workflows(
     let partitions: Vec<Option<&str>> = rows.iter().map(|r| r.partition_key.as_deref()).collect();
     let dedups: Vec<Option<&str>> = rows.iter().map(|r| r.deduplication_id.as_deref()).collect();
     // A PENDING row runs now: its first execution starts and its deadline runs from
-    // here. An ENQUEUED row gets both when the dispatcher claims it.
+    // here. An ENQUEUED row gets both when the dispatcher claims it. An existing row
+    // is returned (as inserted by this write) only if an earlier attempt of this
+    // same write inserted it: the no-op update matches on the token alone.
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO workflow_status
              (workflow_id, name, status, inputs, executor_id, app_version, timeout_ms, deadline, source,
-              queue_name, priority, partition_key, deduplication_id, recovery_attempts, started_at)
+              queue_name, priority, partition_key, deduplication_id, recovery_attempts, started_at, insert_token)
          SELECT id, name, status, inputs::jsonb, executor, version, timeout_ms,
                 CASE WHEN status = 'PENDING' THEN clock_timestamp() + timeout_ms * interval '1 millisecond' END,
                 source::jsonb, queue, priority, partition_key, dedup,
                 CASE WHEN status = 'PENDING' THEN 1 ELSE 0 END,
-                CASE WHEN status = 'PENDING' THEN clock_timestamp() END
+                CASE WHEN status = 'PENDING' THEN clock_timestamp() END, $13::uuid
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::text[],
                      $9::text[], $10::int4[], $11::text[], $12::text[])
               AS t(id, name, status, inputs, executor, version, timeout_ms, source, queue, priority, partition_key, dedup)
-         ON CONFLICT (workflow_id) DO NOTHING
+         ON CONFLICT (workflow_id) DO UPDATE SET insert_token = EXCLUDED.insert_token
+             WHERE workflow_status.insert_token = EXCLUDED.insert_token
          RETURNING workflow_id",
     )
     .bind(ids)
@@ -297,6 +308,7 @@ async fn insert_workflows(
     .bind(priorities)
     .bind(partitions)
     .bind(dedups)
+    .bind(token)
     .fetch_all(&mut *conn)
     .await?;
     Ok(inserted.into_iter().collect())
@@ -345,4 +357,70 @@ async fn finish_workflows(conn: &mut sqlx::PgConnection, finishes: &[&Finish]) -
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against the real PostgreSQL of `dev/services` (or `DATABASE_URL`).
+    use super::*;
+    use crate::store::{Store, StoreConfig};
+
+    fn row(id: &str) -> NewWorkflow {
+        NewWorkflow {
+            id: id.to_owned(),
+            name: "app::w".to_owned(),
+            status: "PENDING",
+            inputs: "[]".to_owned(),
+            executor_id: Some("e".to_owned()),
+            app_version: "v".to_owned(),
+            timeout_ms: None,
+            source: None,
+            queue: None,
+            priority: 0,
+            partition_key: None,
+            deduplication_id: None,
+        }
+    }
+
+    fn insert(id: &str) -> Write {
+        Write::Insert(row(id), oneshot::channel().0)
+    }
+
+    #[test]
+    fn a_retried_write_whose_reply_was_lost_knows_its_own_rows() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let schema = format!("exactly_writer_test_{}", std::process::id());
+            let url = std::env::var("DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable".into());
+            let config = StoreConfig {
+                url,
+                url_source: "DATABASE_URL".into(),
+                schema: schema.clone(),
+                pool_size: 2,
+                connect_timeout: Duration::from_secs(10),
+                writers: 1,
+                max_batch: 10,
+            };
+            let store = Store::connect(&config).await.expect("the test needs dev/services' PostgreSQL");
+            let pool = store.pool();
+            let ids = |set: HashSet<String>| {
+                let mut v: Vec<_> = set.into_iter().collect();
+                v.sort();
+                v
+            };
+
+            // The first attempt commits; suppose its reply was lost. The retry, with the
+            // same token, reports the row as inserted by this write.
+            let batch = vec![insert("w1"), insert("w2"), insert("w2")];
+            assert_eq!(ids(try_write(pool, &batch, "00000000-0000-0000-0000-00000000000a").await.unwrap()), ["w1", "w2"]);
+            assert_eq!(ids(try_write(pool, &batch, "00000000-0000-0000-0000-00000000000a").await.unwrap()), ["w1", "w2"]);
+            // Any other write finds them existing.
+            assert!(try_write(pool, &batch, "00000000-0000-0000-0000-00000000000b").await.unwrap().is_empty());
+            let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM workflow_status").fetch_one(pool).await.unwrap();
+            assert_eq!(rows, 2);
+
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(pool).await.unwrap();
+        });
+    }
 }
