@@ -70,15 +70,18 @@ impl Store {
             tx.commit().await.map_err(fail)?;
             return Ok(Vec::new());
         }
+        // `= ANY(ARRAY(..))` rather than `IN (..)`: the planner may turn an `IN` into a
+        // hash join over the whole table (16 ms per claim at 60k rows, growing); the
+        // array is looked up through the primary key whatever the table's size.
         let rows = match queue.partition_concurrency {
             None => sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE workflow_status {CLAIM_SET}
-                 WHERE workflow_id IN (
+                 WHERE workflow_id = ANY(ARRAY(
                      SELECT workflow_id FROM workflow_status
                      WHERE queue_name = $1 AND status = 'ENQUEUED'
                      ORDER BY priority, created_at, seq
                      LIMIT $3
-                     FOR UPDATE SKIP LOCKED)
+                     FOR UPDATE SKIP LOCKED))
                  {CLAIM_RETURNING}"
             )))
             .bind(queue.name)
