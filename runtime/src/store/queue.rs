@@ -79,7 +79,7 @@ impl Store {
                  WHERE workflow_id = ANY(ARRAY(
                      SELECT workflow_id FROM workflow_status
                      WHERE queue_name = $1 AND status = 'ENQUEUED'
-                     ORDER BY priority, created_at, seq
+                     ORDER BY priority, seq
                      LIMIT $3
                      FOR UPDATE SKIP LOCKED))
                  {CLAIM_RETURNING}"
@@ -217,7 +217,7 @@ async fn pick_by_partition(
     let candidates: Vec<(String, String)> = sqlx::query_as(
         "SELECT workflow_id, COALESCE(partition_key, '') FROM workflow_status
          WHERE queue_name = $1 AND status = 'ENQUEUED'
-         ORDER BY priority, created_at, seq
+         ORDER BY priority, seq
          LIMIT $2",
     )
     .bind(queue)

@@ -277,7 +277,8 @@ async fn insert_workflows(
     let partitions: Vec<Option<&str>> = rows.iter().map(|r| r.partition_key.as_deref()).collect();
     let dedups: Vec<Option<&str>> = rows.iter().map(|r| r.deduplication_id.as_deref()).collect();
     // A PENDING row runs now: its first execution starts and its deadline runs from
-    // here. An ENQUEUED row gets both when the dispatcher claims it. An existing row
+    // here. An ENQUEUED row gets both when the dispatcher claims it. Rows are inserted
+    // in the given order, so their `seq` is the enqueue order. An existing row
     // is returned (as inserted by this write) only if an earlier attempt of this
     // same write inserted it: the no-op update matches on the token alone.
     let inserted: Vec<String> = sqlx::query_scalar(
@@ -290,8 +291,9 @@ async fn insert_workflows(
                 CASE WHEN status = 'PENDING' THEN 1 ELSE 0 END,
                 CASE WHEN status = 'PENDING' THEN clock_timestamp() END, $13::uuid
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::text[],
-                     $9::text[], $10::int4[], $11::text[], $12::text[])
-              AS t(id, name, status, inputs, executor, version, timeout_ms, source, queue, priority, partition_key, dedup)
+                     $9::text[], $10::int4[], $11::text[], $12::text[]) WITH ORDINALITY
+              AS t(id, name, status, inputs, executor, version, timeout_ms, source, queue, priority, partition_key, dedup, ord)
+         ORDER BY ord
          ON CONFLICT (workflow_id) DO UPDATE SET insert_token = EXCLUDED.insert_token
              WHERE workflow_status.insert_token = EXCLUDED.insert_token
          RETURNING workflow_id",

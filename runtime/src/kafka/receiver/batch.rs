@@ -1,8 +1,6 @@
 //! From polled messages to workflow rows: the workflow ID, inputs, queue and
 //! partition key of each message, and rejected messages recorded as such.
 
-use std::collections::HashMap;
-
 use crate::kafka::KafkaMessage;
 use crate::kafka::consumer::{ConsumerDef, Ordering};
 use crate::registry::WorkflowSpec;
@@ -52,33 +50,11 @@ pub(crate) fn workflow_id(group: &str, message: &KafkaMessage) -> String {
     format!("kafka:{group}:{}:{}:{}", message.topic(), message.partition(), message.offset())
 }
 
-/// The rows of a poll batch, in insert rounds. Unordered consumers insert the whole
-/// batch in one round (one transaction). Ordered ones insert at most one row per
-/// partition key per round, rounds one after the other: the dispatcher runs a key's
-/// rows in `created_at` order, and rows written by one statement can share a
-/// timestamp, so only rows of separate transactions are reliably ordered.
-pub(crate) fn rows(target: &Target, messages: &[KafkaMessage]) -> Vec<Vec<Row>> {
-    let rows: Vec<Row> = messages.iter().map(|m| row(target, m)).collect();
-    if target.def.ordering == Ordering::None {
-        return vec![rows];
-    }
-    let mut rounds: Vec<Vec<Row>> = Vec::new();
-    let mut next_round: HashMap<Option<String>, usize> = HashMap::new();
-    for row in rows {
-        // Rejected rows are not queued and so not ordered: they go in the first round.
-        let round = if row.queue.is_some() {
-            let slot = next_round.entry(row.partition_key.clone()).or_default();
-            *slot += 1;
-            *slot - 1
-        } else {
-            0
-        };
-        if rounds.len() <= round {
-            rounds.resize_with(round + 1, Vec::new);
-        }
-        rounds[round].push(row);
-    }
-    rounds
+/// The rows of a poll batch, in message order: one transaction inserts them all,
+/// and the insert order (the rows' `seq`) is the order in which ordered consumers'
+/// queues run them.
+pub(crate) fn rows(target: &Target, messages: &[KafkaMessage]) -> Vec<Row> {
+    messages.iter().map(|m| row(target, m)).collect()
 }
 
 fn row(target: &Target, message: &KafkaMessage) -> Row {
@@ -175,8 +151,8 @@ mod tests {
 
     #[test]
     fn a_message_becomes_a_row_with_its_id_inputs_and_source() {
-        let rounds = rows(&target(Ordering::None, 100), &[message(2, 7, "k")]);
-        let row = &rounds[0][0];
+        let rows = rows(&target(Ordering::None, 100), &[message(2, 7, "k")]);
+        let row = &rows[0];
         assert_eq!(row.id, "kafka:g:orders:2:7");
         let inputs: serde_json::Value = serde_json::from_str(&row.inputs).unwrap();
         assert_eq!(inputs[0], "orders");
@@ -188,24 +164,23 @@ mod tests {
     }
 
     #[test]
-    fn ordered_rows_take_one_round_per_message_of_a_key() {
+    fn ordered_rows_go_on_the_ordered_queue_keyed_by_partition_or_key_in_message_order() {
         let batch = [message(0, 1, "a"), message(0, 2, "b"), message(0, 3, "a"), message(1, 1, "a")];
+        let ids = |rows: &[Row]| rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        let keys = |rows: &[Row]| rows.iter().map(|r| r.partition_key.clone().unwrap()).collect::<Vec<_>>();
         let by_partition = rows(&target(Ordering::Partition, 100), &batch);
-        let ids = |round: &Vec<Row>| round.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
-        assert_eq!(by_partition.len(), 3);
-        assert_eq!(ids(&by_partition[0]), ["kafka:g:orders:0:1", "kafka:g:orders:1:1"]);
-        assert_eq!(by_partition[0][0].partition_key.as_deref(), Some("kafka:g:orders:0"));
-        assert_eq!(by_partition[0][0].queue.as_deref(), Some("_exactly_kafka_ordered"));
+        assert_eq!(ids(&by_partition), ["kafka:g:orders:0:1", "kafka:g:orders:0:2", "kafka:g:orders:0:3", "kafka:g:orders:1:1"]);
+        assert_eq!(keys(&by_partition), ["kafka:g:orders:0", "kafka:g:orders:0", "kafka:g:orders:0", "kafka:g:orders:1"]);
+        assert!(by_partition.iter().all(|r| r.queue.as_deref() == Some("_exactly_kafka_ordered")));
         let by_key = rows(&target(Ordering::Key, 100), &batch);
-        assert_eq!(by_key.len(), 3, "key `a` has three messages");
-        assert_eq!(ids(&by_key[0]), ["kafka:g:orders:0:1", "kafka:g:orders:0:2"]);
-        assert_eq!(by_key[0][0].partition_key.as_deref(), Some("kafka:g:orders:key:a"));
+        assert_eq!(ids(&by_key), ids(&by_partition));
+        assert_eq!(keys(&by_key)[..2], ["kafka:g:orders:key:a", "kafka:g:orders:key:b"]);
     }
 
     #[test]
     fn a_message_over_the_size_limit_is_recorded_as_rejected() {
-        let rounds = rows(&target(Ordering::Partition, 4), &[message(0, 9, "key")]);
-        let row = &rounds[0][0];
+        let rows = rows(&target(Ordering::Partition, 4), &[message(0, 9, "key")]);
+        let row = &rows[0];
         assert_eq!(row.id, "kafka:g:orders:0:9", "the message's own ID, so a redelivery finds it");
         assert_eq!(row.spec.name, rejected::NAME);
         assert_eq!(row.queue, None);

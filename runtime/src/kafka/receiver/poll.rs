@@ -8,7 +8,7 @@
 //! can stop waiting for a wedged close without leaving a task behind on the executor.
 //!
 //! One round: poll up to `batch_size` messages; pause the assignment; insert the
-//! batch's workflow rows (one transaction per round, `ON CONFLICT DO NOTHING`),
+//! batch's workflow rows (one transaction, `ON CONFLICT DO NOTHING`),
 //! waiting as long as the database is away while polling the paused consumer, which
 //! keeps its group membership and serves rebalances; only once the insert has
 //! returned, store the offsets; resume. librdkafka commits stored offsets in the
@@ -121,24 +121,22 @@ impl Receiver {
     /// Inserts the batch's rows, retrying until it succeeds. False if the receiver
     /// is stopping and gave up waiting.
     fn record(&mut self, batch: &[KafkaMessage], carry: &mut Vec<KafkaMessage>) -> bool {
-        for round in batch::rows(&self.target, batch) {
-            let mut delay = Duration::from_millis(100);
-            loop {
-                match self.insert(&round, carry) {
-                    Some(Ok(_)) => break,
-                    None | Some(Err(Error::ShuttingDown)) => return false,
-                    Some(Err(e)) => {
-                        tracing::warn!(consumer = %self.consumer.context().name, error = %e, retry_in = ?delay,
-                            "exactly: could not record a Kafka batch; holding its offsets and retrying");
-                        if !self.idle(delay, carry) {
-                            return false;
-                        }
-                        delay = (delay * 2).min(MAX_RETRY_DELAY);
+        let rows = batch::rows(&self.target, batch);
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.insert(&rows, carry) {
+                Some(Ok(_)) => return true,
+                None | Some(Err(Error::ShuttingDown)) => return false,
+                Some(Err(e)) => {
+                    tracing::warn!(consumer = %self.consumer.context().name, error = %e, retry_in = ?delay,
+                        "exactly: could not record a Kafka batch; holding its offsets and retrying");
+                    if !self.idle(delay, carry) {
+                        return false;
                     }
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
                 }
             }
         }
-        true
     }
 
     /// One attempt at inserting rows, serving the consumer meanwhile. None if the
