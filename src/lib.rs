@@ -52,7 +52,7 @@ pub mod sqs {
 }
 pub use exactly_runtime::{
     Error, Queue, RateLimit, Result, Runtime, RuntimeBuilder, StartOptions, WorkflowCall, WorkflowHandle, WorkflowState,
-    WorkflowStatus, queue, run_step, run_step_with, workflow_id,
+    WorkflowStatus, queue, run_step, run_step_with, step_id, workflow_id,
 };
 
 /// Launching and configuring the runtime.

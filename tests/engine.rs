@@ -196,6 +196,31 @@ fn child_workflows_get_ids_derived_from_the_parent() {
     })
 }
 
+/// Where the step body runs: its workflow's ID and its own step ID.
+#[step]
+async fn whereabouts() -> exactly::Result<(String, i32)> {
+    Ok((exactly::workflow_id().unwrap(), exactly::step_id().expect("a step body knows its step ID")))
+}
+
+#[workflow]
+async fn locates_its_steps() -> exactly::Result<Vec<(String, i32)>> {
+    assert_eq!(exactly::step_id(), None, "the workflow body is no step");
+    let first = whereabouts().await?;
+    let _child = slow(0).start().await?; // a child workflow takes an operation ID too
+    let second = exactly::run_step("inline", || async { Ok::<_, Error>(exactly::step_id()) }).await?;
+    Ok(vec![first, (exactly::workflow_id().unwrap(), second.unwrap())])
+}
+
+#[test]
+fn a_step_body_reads_its_step_id() {
+    common::block_on(async {
+        shared();
+        assert_eq!(exactly::step_id(), None);
+        let seen = locates_its_steps().with_id("steps-ids").await.unwrap();
+        assert_eq!(seen, vec![("steps-ids".to_owned(), 0), ("steps-ids".to_owned(), 2)]);
+    })
+}
+
 #[workflow]
 async fn panics(n: u32) -> exactly::Result<u32> {
     if n > 0 {

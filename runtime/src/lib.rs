@@ -23,7 +23,7 @@ pub use queue::{Queue, RateLimit};
 pub use runtime::{Runtime, RuntimeBuilder, launch};
 pub use store::{WorkflowState, WorkflowStatus};
 pub use workflow::call::{StartOptions, WorkflowCall, WorkflowHandle};
-pub use workflow::context::workflow_id;
+pub use workflow::context::{step_id, workflow_id};
 pub use workflow::step::{run_step, run_step_with};
 
 /// Items the macro expansions use. Not a public API.

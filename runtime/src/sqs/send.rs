@@ -10,8 +10,6 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 
 use crate::error::{Error, Result};
-use crate::store::{StepRecord, error_json, error_message};
-use crate::workflow::context;
 
 use super::client::{ClientSource, default_client};
 use super::message::{MessageAttribute, queue_name};
@@ -107,26 +105,13 @@ impl OutgoingMessage {
 
     /// Sends the message as a durable step (outside a workflow: simply sends it).
     pub async fn send(self) -> Result<String> {
-        let Some(ctx) = context::current() else {
-            return self.deliver(None).await;
-        };
-        let step_id = ctx.next_step();
-        if let Some(record) = ctx.take_recorded(step_id) {
-            return replay(&ctx.id, record);
-        }
-        ctx.engine.park_if_shutting_down().await;
-        let result = self.deliver(Some(deduplication_id(&ctx.id, step_id))).await;
-        let (output, error) = match &result {
-            Ok(id) => (Some(serde_json::Value::from(id.as_str()).to_string()), None),
-            Err(e) => (None, Some(error_json(&e.to_string()))),
-        };
-        let record = StepRecord { workflow_id: ctx.id.clone(), step_id, name: STEP_NAME.to_owned(), output, error };
-        ctx.engine.store.writer.step(record).await?;
-        result
+        crate::run_step(STEP_NAME, || self.clone().deliver()).await
     }
 
-    /// One SendMessage call; `derived` is the deduplication ID of this step.
-    async fn deliver(self, derived: Option<String>) -> Result<String> {
+    /// One SendMessage call. In a step, a FIFO message's deduplication ID is derived
+    /// from the workflow ID and the step ID.
+    async fn deliver(self) -> Result<String> {
+        let derived = crate::workflow_id().zip(crate::step_id()).map(|(workflow, step)| deduplication_id(&workflow, step));
         let fifo = queue_name(&self.queue_url).is_some_and(|name| name.ends_with(".fifo"));
         if fifo && self.group_id.is_none() {
             return Err(Error::msg(format!(
@@ -157,25 +142,6 @@ impl OutgoingMessage {
         })?;
         Ok(output.message_id.unwrap_or_default())
     }
-}
-
-fn replay(workflow_id: &str, record: StepRecord) -> Result<String> {
-    if record.name != STEP_NAME {
-        return Err(Error::NonDeterministic {
-            workflow_id: workflow_id.to_owned(),
-            step_id: record.step_id,
-            recorded: record.name,
-            current: STEP_NAME.to_owned(),
-        });
-    }
-    if let Some(json) = record.error {
-        return Err(Error::StepFailed { step: record.name, message: error_message(&json) });
-    }
-    serde_json::from_str(record.output.as_deref().unwrap_or("null")).map_err(|source| Error::Serialization {
-        action: "decode",
-        what: format!("the recorded output of step `{STEP_NAME}`"),
-        source,
-    })
 }
 
 /// `{workflow-id}:{step-id}` when SQS accepts it as a deduplication ID (at most 128

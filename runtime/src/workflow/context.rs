@@ -10,6 +10,8 @@ use crate::workflow::engine::Engine;
 
 tokio::task_local! {
     static CONTEXT: Arc<WorkflowContext>;
+    /// The step whose body runs on this task.
+    static STEP: i32;
 }
 
 pub(crate) struct WorkflowContext {
@@ -49,4 +51,20 @@ pub(crate) fn current() -> Option<Arc<WorkflowContext>> {
 /// The ID of the workflow running on this task, or `None` outside a workflow.
 pub fn workflow_id() -> Option<String> {
     CONTEXT.try_with(|ctx| ctx.id.clone()).ok()
+}
+
+/// Runs `fut`, the body of step `step_id`, so that it can read its step ID.
+pub(crate) async fn in_step<F: Future>(step_id: i32, fut: F) -> F::Output {
+    STEP.scope(step_id, fut).await
+}
+
+/// The ID of the step whose body runs on this task, or `None` outside a step.
+///
+/// With [`workflow_id`] it names the step for good: the same step has the same
+/// `(workflow ID, step ID)` in every execution of its workflow, so together they make
+/// an idempotency key for the systems a step calls (a payment API, a FIFO queue's
+/// deduplication ID, a header a downstream consumer deduplicates on), which lets
+/// them drop the repeat of a step that was in flight at a crash.
+pub fn step_id() -> Option<i32> {
+    STEP.try_with(|id| *id).ok()
 }

@@ -35,7 +35,8 @@ where
 /// Inside a workflow: if an earlier execution recorded this step, its output (or
 /// error) is returned and `f` is not called. Otherwise `f` runs, is retried on error
 /// as `spec` says, and its outcome is made durable before this returns. Outside a
-/// workflow, `f` simply runs with its retries.
+/// workflow, `f` simply runs with its retries. The body can read its step ID with
+/// [`step_id`](crate::step_id).
 pub async fn run_step_with<T, E, F, Fut>(spec: &StepSpec, mut f: F) -> Result<T, E>
 where
     F: FnMut() -> Fut,
@@ -51,7 +52,7 @@ where
         return replay(&ctx.id, spec.name, record);
     }
     ctx.engine.park_if_shutting_down().await;
-    let result = with_retries(spec, &mut f).await;
+    let result = context::in_step(step_id, with_retries(spec, &mut f)).await;
     let (output, error) = match &result {
         Ok(value) => {
             let json = serde_json::to_string(value).map_err(|source| Error::Serialization {

@@ -3,8 +3,6 @@
 //! in its headers, so a downstream consumer can drop the rare repeat (a send in
 //! flight at a crash runs again on recovery).
 
-mod step;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -98,19 +96,20 @@ where
 
 /// Sends a [`Record`] as a durable step; see [`send`].
 pub async fn send_record(record: Record) -> Result<Delivery> {
-    step::durable(STEP_NAME, move |ids| produce(record, ids)).await
+    crate::run_step(STEP_NAME, || produce(&record)).await
 }
 
 /// Produces one message through the shared producer and waits for its delivery.
-async fn produce(record: Record, ids: Option<(String, i32)>) -> Result<Delivery> {
+/// Inside a step it carries the step's workflow ID and step ID.
+async fn produce(record: &Record) -> Result<Delivery> {
     let producer = producer()?;
     let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 2);
     for (key, value) in &record.headers {
         headers = headers.insert(Header { key, value: Some(value) });
     }
-    if let Some((workflow_id, step_id)) = &ids {
+    if let (Some(workflow_id), Some(step_id)) = (crate::workflow_id(), crate::step_id()) {
         let step_id = step_id.to_string();
-        headers = headers.insert(Header { key: WORKFLOW_ID_HEADER, value: Some(workflow_id) });
+        headers = headers.insert(Header { key: WORKFLOW_ID_HEADER, value: Some(&workflow_id) });
         headers = headers.insert(Header { key: STEP_ID_HEADER, value: Some(&step_id) });
     }
     let mut future = FutureRecord::<[u8], [u8]>::to(&record.topic).headers(headers);
@@ -121,7 +120,7 @@ async fn produce(record: Record, ids: Option<(String, i32)>) -> Result<Delivery>
         future = future.payload(payload.as_slice());
     }
     match producer.send(future, Duration::from_secs(30)).await {
-        Ok(delivery) => Ok(Delivery { topic: record.topic, partition: delivery.partition, offset: delivery.offset }),
+        Ok(delivery) => Ok(Delivery { topic: record.topic.clone(), partition: delivery.partition, offset: delivery.offset }),
         Err((e, _)) => Err(Error::msg(format!("could not send a message to Kafka topic `{}`: {e}", record.topic))),
     }
 }
