@@ -2,7 +2,9 @@
 //! queue within its limits and runs them. It wakes on NOTIFY when rows are
 //! enqueued, when one of its own queued workflows ends, and otherwise polls, which
 //! picks up slots freed by other processes and rate-limit windows that moved on.
+//! A wake-up claims from the queues it concerns only; a poll from all of them.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,14 +23,20 @@ pub(crate) async fn run(engine: Arc<Engine>) {
     let mut listener = listen(&engine).await;
     let mut queues: Vec<_> = engine.queues.values().cloned().collect();
     queues.sort_by_key(|q| q.name);
+    let all: HashSet<String> = queues.iter().map(|q| q.name.to_owned()).collect();
+    // The queues that may have claimable work: all of them at first and at every
+    // poll; after a wake-up, the ones it names.
+    let mut due = all.clone();
     let mut delay = Duration::from_millis(50);
     while !engine.is_shutting_down() {
-        // Claim from every queue; go round again at once while some queue filled a batch.
-        let mut full = false;
         let mut failed = false;
         for queue in &queues {
+            if !due.contains(queue.name) {
+                continue;
+            }
             let want = engine.local_slots(queue).min(CLAIM_BATCH);
             if want == 0 {
+                due.remove(queue.name); // a slot freed here wakes it again
                 continue;
             }
             let claimed = match engine.store.claim(queue, &engine.config.executor_id, want).await {
@@ -39,7 +47,10 @@ pub(crate) async fn run(engine: Arc<Engine>) {
                     break;
                 }
             };
-            full |= claimed.len() as u32 == want && want == CLAIM_BATCH;
+            // A full batch: there may be more; go round again at once.
+            if (claimed.len() as u32) < want || want < CLAIM_BATCH {
+                due.remove(queue.name);
+            }
             if let Err(e) = engine.run_claimed(claimed).await {
                 // The rows are PENDING for this executor: recovery runs them if this fails.
                 tracing::warn!(queue = queue.name, error = %e, "exactly: could not start claimed workflows");
@@ -52,10 +63,9 @@ pub(crate) async fn run(engine: Arc<Engine>) {
             continue;
         }
         delay = Duration::from_millis(50);
-        if full {
-            continue;
+        if due.is_empty() {
+            wait_for_work(&engine, &mut listener, &mut due, &all).await;
         }
-        wait_for_work(&engine, &mut listener).await;
     }
 }
 
@@ -76,20 +86,33 @@ async fn listen(engine: &Engine) -> Option<PgListener> {
     }
 }
 
-/// Returns on a NOTIFY, a local wake-up or the poll interval, whichever comes first.
-async fn wait_for_work(engine: &Engine, listener: &mut Option<PgListener>) {
+/// Waits for a NOTIFY (work enqueued on a queue, by any process), a local wake-up
+/// (a slot of a queue freed here) or the poll interval, whichever comes first, and
+/// adds the queues it concerns to `due`.
+async fn wait_for_work(engine: &Engine, listener: &mut Option<PgListener>, due: &mut HashSet<String>, all: &HashSet<String>) {
     let notified = async {
         match listener {
-            // `try_recv` reconnects after a lost connection (returning None once).
-            Some(listener) => {
-                let _ = listener.try_recv().await;
-            }
+            Some(listener) => match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    let mut queues = vec![notification.payload().to_owned()];
+                    while let Some(more) = listener.next_buffered() {
+                        queues.push(more.payload().to_owned());
+                    }
+                    Some(queues)
+                }
+                // Reconnected (notifications may have been missed) or failed: look everywhere.
+                _ => None,
+            },
             None => std::future::pending().await,
         }
     };
     tokio::select! {
-        _ = notified => {}
-        _ = engine.dispatch_wakeup.notified() => {}
-        _ = tokio::time::sleep(POLL) => {}
+        queues = notified => match queues {
+            Some(queues) => due.extend(queues.into_iter().filter(|q| all.contains(q))),
+            None => due.extend(all.iter().cloned()),
+        },
+        _ = engine.dispatch_woken() => {}
+        _ = tokio::time::sleep(POLL) => due.extend(all.iter().cloned()),
     }
+    due.extend(engine.take_due_queues());
 }

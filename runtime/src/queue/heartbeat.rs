@@ -38,7 +38,9 @@ pub(crate) async fn run(engine: Arc<Engine>, config: HeartbeatConfig) {
         match engine.store.requeue_dead(&executor, config.timeout.as_millis() as i64).await {
             Ok(queues) if !queues.is_empty() => {
                 tracing::warn!(?queues, "exactly: executors stopped heartbeating; their PENDING workflows are back on their queues");
-                engine.dispatch_wakeup.notify_one();
+                for queue in &queues {
+                    engine.wake_dispatcher(queue);
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "exactly: could not check for dead executors"),

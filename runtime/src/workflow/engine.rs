@@ -1,7 +1,7 @@
 //! The engine: starts workflows, runs them on tokio tasks, records their outcomes,
 //! recovers PENDING work at launch, and shuts down gracefully.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -38,8 +38,10 @@ pub(crate) struct Engine {
     pub queues: HashMap<&'static str, Queue>,
     /// This process's running workflows per queue (for `worker_concurrency`).
     queue_running: Mutex<HashMap<String, u32>>,
-    /// Wakes the dispatcher when a queued workflow of this process ends.
-    pub dispatch_wakeup: Notify,
+    /// Wakes the dispatcher when a queued workflow of this process ends, or when
+    /// work was handed back to a queue; `due_queues` says which queues to look at.
+    dispatch_wakeup: Notify,
+    due_queues: Mutex<HashSet<String>>,
     /// The tokio runtime the engine was launched on: workflows run there, whichever
     /// runtime their caller is on.
     tasks: tokio::runtime::Handle,
@@ -92,6 +94,7 @@ impl Engine {
             queues,
             queue_running: Mutex::new(HashMap::new()),
             dispatch_wakeup: Notify::new(),
+            due_queues: Mutex::new(HashSet::new()),
             tasks: tokio::runtime::Handle::current(),
             waiters: Mutex::new(HashMap::new()),
             running: AtomicUsize::new(0),
@@ -393,6 +396,22 @@ impl Engine {
         self.before_shutdown.lock().expect("shutdown hooks poisoned").push(stop);
     }
 
+    /// Tells the dispatcher that `queue` may have claimable work.
+    pub fn wake_dispatcher(&self, queue: &str) {
+        self.due_queues.lock().expect("due queues poisoned").insert(queue.to_owned());
+        self.dispatch_wakeup.notify_one();
+    }
+
+    /// The queues named by [`wake_dispatcher`](Self::wake_dispatcher) since the last call.
+    pub fn take_due_queues(&self) -> HashSet<String> {
+        std::mem::take(&mut *self.due_queues.lock().expect("due queues poisoned"))
+    }
+
+    /// Waits for [`wake_dispatcher`](Self::wake_dispatcher).
+    pub async fn dispatch_woken(&self) {
+        self.dispatch_wakeup.notified().await
+    }
+
     /// Ends every workflow task of this process where it stands.
     pub fn end_all_workflows(&self) {
         self.generation.send_modify(|g| *g += 1);
@@ -479,7 +498,7 @@ impl Drop for QueueSlot<'_> {
         if let Some(n) = self.engine.queue_running.lock().expect("queue counts poisoned").get_mut(&self.queue) {
             *n = n.saturating_sub(1);
         }
-        self.engine.dispatch_wakeup.notify_one();
+        self.engine.wake_dispatcher(&self.queue);
     }
 }
 
