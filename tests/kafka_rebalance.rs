@@ -9,6 +9,9 @@
 //! - `ordering = "key"` holds across the rebalance and the kill: per key, one
 //!   workflow at a time, in offset order;
 //! - every message has exactly one workflow, and each completed once.
+//!
+//! And a worker with `max_running(4)` never runs more than 4 workflows at once,
+//! whatever its batch size, and loses nothing for holding back.
 #![cfg(feature = "kafka")]
 
 mod common;
@@ -73,6 +76,9 @@ async fn keyed(topic: String, partition: i32, message: KafkaMessage) -> exactly:
 
 /// The child's part: one worker of the group, until SIGKILL or SIGTERM.
 async fn child_main() {
+    if common::child_role().as_deref() == Some("bounded") {
+        return bounded_main().await;
+    }
     let instance = env("INSTANCE");
     let options = KafkaConsumerOptions::new().group(env("GROUP")).ordering(Ordering::Key).batch_size(20).config(move || {
         let mut config = ClientConfig::new();
@@ -231,4 +237,60 @@ async fn a_real_rebalance_commits_on_revoke_and_key_order_survives_it_and_a_kill
     }
     let pids: HashSet<i32> = runs.iter().map(|r| r.4).collect();
     assert!(pids.len() >= 2, "work was shared between the workers: {pids:?}");
+}
+
+const MAX_RUNNING: usize = 4;
+
+/// A worker that may run at most `MAX_RUNNING` workflows at once, with a batch size
+/// far above it.
+async fn bounded_main() {
+    let options = KafkaConsumerOptions::new().group(env("GROUP")).batch_size(100);
+    register_kafka_consumer(keyed, env("TOPIC"), options).await.unwrap();
+    let runtime = Runtime::builder()
+        .executor_id("bounded")
+        .max_running(MAX_RUNNING)
+        .kafka(kafka_common::settings())
+        .launch()
+        .await
+        .expect("child launch");
+    println!("READY");
+    runtime.until_shutdown_signal().await.unwrap();
+}
+
+/// The largest number of intervals open at one instant.
+fn max_overlap(intervals: &[(i64, i64)]) -> usize {
+    let mut events: Vec<(i64, i32)> = intervals.iter().flat_map(|&(s, e)| [(s, 1), (e, -1)]).collect();
+    events.sort(); // at equal times an end (-1) sorts before a start (+1)
+    let (mut open, mut max) = (0i32, 0i32);
+    for (_, delta) in events {
+        open += delta;
+        max = max.max(open);
+    }
+    max as usize
+}
+
+#[tokio::test]
+async fn max_running_holds_the_receiver_back_and_loses_nothing() {
+    if common::child_role().is_some() {
+        return child_main().await;
+    }
+    let group = Group::new("exactly_test_kafka_max_running").await;
+    // Already in the topic before the worker starts: a poll could take them all.
+    let sent = produce(&group.topic, &messages(0, 60, 60)).await;
+    let envs = [
+        ("EXACTLY_DATABASE_URL", group.url.as_str()),
+        ("TOPIC", group.topic.as_str()),
+        ("GROUP", group.group.as_str()),
+    ];
+    let mut worker = common::spawn_child("max_running_holds_the_receiver_back_and_loses_nothing", "bounded", &envs);
+    common::wait_for_marker(&mut worker, "READY", WAIT);
+    wait_until(WAIT, "60 workflows", || async { group.successes().await == 60 }).await;
+    stop(worker);
+    assert_eq!(kafka_common::workflows(&group.pool, &group.prefix()).await.len(), sent.len());
+    let runs: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT started_us, ended_us FROM public.runs").fetch_all(&group.pool).await.unwrap();
+    assert_eq!(runs.len(), 60, "every message ran once");
+    let most = max_overlap(&runs);
+    assert!(most <= MAX_RUNNING, "{most} workflows ran at once with max_running {MAX_RUNNING}");
+    assert!(most >= 2, "the workflows never ran in parallel (max overlap {most})");
 }

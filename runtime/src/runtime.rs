@@ -111,6 +111,7 @@ async fn wait_for_signal() -> Result<()> {
 /// | application version | `EXACTLY_APP_VERSION` | `0` |
 /// | max recovery attempts | `EXACTLY_MAX_RECOVERY_ATTEMPTS` | `100` |
 /// | shutdown timeout (ms) | `EXACTLY_SHUTDOWN_TIMEOUT_MS` | `10000` |
+/// | max running workflows | `EXACTLY_MAX_RUNNING` | `10000` |
 /// | database pool size | `EXACTLY_DB_POOL_SIZE` | `20` |
 /// | database connect timeout (ms) | `EXACTLY_DB_CONNECT_TIMEOUT_MS` | `10000` |
 /// | heartbeat interval (ms) | `EXACTLY_HEARTBEAT_INTERVAL_MS` | `1000` |
@@ -122,6 +123,7 @@ pub struct RuntimeBuilder {
     executor_id: Option<String>,
     app_version: Option<String>,
     max_recovery_attempts: Option<u32>,
+    max_running: Option<usize>,
     shutdown_timeout: Option<Duration>,
     pool_size: Option<u32>,
     connect_timeout: Option<Duration>,
@@ -165,6 +167,16 @@ impl RuntimeBuilder {
     /// MAX_RECOVERY_ATTEMPTS_EXCEEDED (per-workflow `max_recovery_attempts` wins).
     pub fn max_recovery_attempts(mut self, attempts: u32) -> Self {
         self.max_recovery_attempts = Some(attempts);
+        self
+    }
+
+    /// How many workflows this process runs at once before its Kafka and SQS
+    /// receivers stop taking messages and its dispatcher stops claiming from durable
+    /// queues (default 10,000; `EXACTLY_MAX_RUNNING`): the work waits in the broker,
+    /// the SQS queue or the database, not in memory. Workflows started by calls are
+    /// not held back.
+    pub fn max_running(mut self, workflows: usize) -> Self {
+        self.max_running = Some(workflows);
         self
     }
 
@@ -254,7 +266,11 @@ impl RuntimeBuilder {
             executor_id: pick(self.executor_id, "EXACTLY_EXECUTOR_ID", "local".to_owned())?,
             app_version: pick(self.app_version, "EXACTLY_APP_VERSION", "0".to_owned())?,
             max_recovery_attempts: pick(self.max_recovery_attempts, "EXACTLY_MAX_RECOVERY_ATTEMPTS", 100)?,
+            max_running: pick(self.max_running, "EXACTLY_MAX_RUNNING", 10_000)?,
         };
+        if config.max_running == 0 {
+            return Err(Error::Config("max_running (EXACTLY_MAX_RUNNING) must be at least 1".into()));
+        }
         let shutdown_timeout = pick_ms(self.shutdown_timeout, "EXACTLY_SHUTDOWN_TIMEOUT_MS", 10_000)?;
         let heartbeat = HeartbeatConfig {
             interval: pick_ms(self.heartbeat_interval, "EXACTLY_HEARTBEAT_INTERVAL_MS", 1_000)?,

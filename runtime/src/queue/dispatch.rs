@@ -34,9 +34,10 @@ pub(crate) async fn run(engine: Arc<Engine>) {
             if !due.contains(queue.name) {
                 continue;
             }
-            let want = engine.local_slots(queue).min(CLAIM_BATCH);
+            // Within the queue's per-process limit and the process's `max_running`.
+            let want = engine.local_slots(queue).min(CLAIM_BATCH).min(engine.room().min(u32::MAX as usize) as u32);
             if want == 0 {
-                due.remove(queue.name); // a slot freed here wakes it again
+                due.remove(queue.name); // a slot freed here wakes it again, or the poll
                 continue;
             }
             let claimed = match engine.store.claim(queue, &engine.config.executor_id, want).await {

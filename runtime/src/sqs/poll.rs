@@ -35,13 +35,23 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Pause after an empty receive without long polling.
 const SHORT_POLL_PAUSE: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// How often a receiver held back by `max_running` looks again.
+const ROOM_CHECK: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 pub(crate) async fn run(engine: Arc<Engine>, consumer: Arc<Consumer>, mut stop: watch::Receiver<bool>) {
     let url = consumer.plan.queue_url.as_str();
     let mut backoff = MIN_BACKOFF;
     let mut failures = 0u32;
-    loop {
+    'receiving: loop {
+        // While the process runs its most workflows (`max_running`), receive nothing:
+        // the messages wait in the queue.
+        while !engine.has_room() {
+            tokio::select! {
+                _ = stop.wait_for(|stopped| *stopped) => break 'receiving,
+                _ = tokio::time::sleep(ROOM_CHECK) => {}
+            }
+        }
         let received = tokio::select! {
             biased;
             _ = stop.wait_for(|stopped| *stopped) => break,

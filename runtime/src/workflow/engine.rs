@@ -28,6 +28,8 @@ pub(crate) struct EngineConfig {
     pub executor_id: String,
     pub app_version: String,
     pub max_recovery_attempts: u32,
+    /// Receivers and the dispatcher take no work while this many workflows run here.
+    pub max_running: usize,
 }
 
 pub(crate) struct Engine {
@@ -421,6 +423,17 @@ impl Engine {
     pub fn local_slots(&self, queue: &Queue) -> u32 {
         let running = self.queue_running.lock().expect("queue counts poisoned").get(queue.name).copied().unwrap_or(0);
         queue.worker_concurrency.map_or(u32::MAX, |limit| limit.saturating_sub(running))
+    }
+
+    /// Whether receivers may start more workflows now (fewer than `max_running` run).
+    #[cfg_attr(not(any(feature = "kafka", feature = "sqs")), allow(dead_code))] // used by the receivers
+    pub fn has_room(&self) -> bool {
+        self.room() > 0
+    }
+
+    /// How many more workflows receivers and the dispatcher may start now.
+    pub fn room(&self) -> usize {
+        self.config.max_running.saturating_sub(self.running.load(Ordering::SeqCst))
     }
 
     /// Whether shutdown has begun.

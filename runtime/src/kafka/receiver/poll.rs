@@ -34,6 +34,8 @@ use crate::workflow::engine::Engine;
 const POLL: Duration = Duration::from_millis(100);
 /// How often a receiver waiting for its insert polls its paused consumer.
 const SERVE_EVENTS: Duration = Duration::from_millis(100);
+/// How often a receiver held back by `max_running` looks again.
+const ROOM_CHECK: Duration = Duration::from_millis(5);
 /// How long a stopping receiver still waits for its in-flight insert.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// The longest pause between retries of a failed insert.
@@ -81,6 +83,7 @@ impl Receiver {
         tracing::info!(consumer = %name, topics = ?self.target.def.topics, "exactly: Kafka receiver started");
         let mut carry = Vec::new();
         while !self.control.stopping() {
+            self.wait_for_room(&mut carry);
             let batch = self.collect(&mut carry);
             if batch.is_empty() {
                 continue;
@@ -98,13 +101,28 @@ impl Receiver {
         tracing::info!(consumer = %name, "exactly: Kafka receiver stopped");
     }
 
-    /// Polls up to a batch: waits a little for the first message, then takes what
-    /// is already fetched. `carry` holds messages that came while the last batch was
-    /// being recorded; they come first.
+    /// While the process runs its most workflows (`max_running`), takes no more
+    /// messages: the assignment is paused, the consumer served, until there is room.
+    fn wait_for_room(&mut self, carry: &mut Vec<KafkaMessage>) {
+        if self.engine.has_room() {
+            return;
+        }
+        self.pause_assignment();
+        while !self.engine.has_room() && !self.control.stopping() {
+            self.poll_paused(carry, ROOM_CHECK);
+        }
+        self.resume_assignment();
+    }
+
+    /// Polls up to a batch (or the room `max_running` leaves): waits a little for the
+    /// first message, then takes what is already fetched. `carry` holds messages that
+    /// came while the last batch was being recorded; they come first.
     fn collect(&mut self, carry: &mut Vec<KafkaMessage>) -> Vec<KafkaMessage> {
         let mut batch = std::mem::take(carry);
         let mut timeout = if batch.is_empty() { POLL } else { Duration::ZERO };
-        while batch.len() < self.target.def.batch_size {
+        // No more than `max_running` allows (unless carried messages are already more).
+        let limit = self.target.def.batch_size.min(self.engine.room().max(1));
+        while batch.len() < limit {
             match self.consumer.poll(timeout) {
                 Some(Ok(message)) => batch.push(KafkaMessage::from_rdkafka(&message)),
                 Some(Err(e)) => {
