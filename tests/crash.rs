@@ -14,13 +14,8 @@ fn env_flag(name: &str) -> bool {
     std::env::var(name).is_ok()
 }
 
-/// A pool on the test database for side effects, shared by the child's steps.
 fn pool() -> &'static sqlx::PgPool {
-    static POOL: std::sync::OnceLock<sqlx::PgPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        let url = std::env::var("EXACTLY_DATABASE_URL").expect("children get the database URL");
-        sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_lazy(&url).unwrap()
-    })
+    common::child_pool()
 }
 
 #[step]

@@ -49,7 +49,7 @@ const GROUPS: &[&str] = &[
     "kafka::errors",
 ];
 
-fn shared() -> &'static kafka_common::Shared {
+fn shared() -> &'static common::Shared {
     kafka_common::shared("exactly_test_kafka", TOPICS, GROUPS, |builder| {
         builder.kafka(kafka_common::settings().message_size_limit(1000))
     })

@@ -19,13 +19,8 @@ use kafka_common::{count, numbered, produce, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The child's pool for side effects (from the URL the parent gave it).
 fn pool() -> &'static sqlx::PgPool {
-    static POOL: std::sync::OnceLock<sqlx::PgPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        let url = std::env::var("EXACTLY_DATABASE_URL").expect("children get the database URL");
-        sqlx::postgres::PgPoolOptions::new().max_connections(4).connect_lazy(&url).unwrap()
-    })
+    common::child_pool()
 }
 
 #[step]

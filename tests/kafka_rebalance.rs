@@ -34,13 +34,8 @@ fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("children get {name}"))
 }
 
-/// The child's pool (from the URL the parent gave it).
 fn pool() -> &'static sqlx::PgPool {
-    static POOL: std::sync::OnceLock<sqlx::PgPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        let url = env("EXACTLY_DATABASE_URL");
-        sqlx::postgres::PgPoolOptions::new().max_connections(4).connect_lazy(&url).unwrap()
-    })
+    common::child_pool()
 }
 
 fn micros() -> i64 {

@@ -27,11 +27,7 @@ fn env(name: &str) -> String {
 }
 
 fn pool() -> &'static sqlx::PgPool {
-    static POOL: std::sync::OnceLock<sqlx::PgPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        let url = env("EXACTLY_DATABASE_URL");
-        sqlx::postgres::PgPoolOptions::new().max_connections(4).connect_lazy(&url).unwrap()
-    })
+    common::child_pool()
 }
 
 #[step]

@@ -35,11 +35,7 @@ fn pool() -> &'static sqlx::PgPool {
     if !in_child() {
         return shared().runtime.pool();
     }
-    static POOL: std::sync::OnceLock<sqlx::PgPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        let url = std::env::var("EXACTLY_DATABASE_URL").unwrap();
-        sqlx::postgres::PgPoolOptions::new().max_connections(4).connect_lazy(&url).unwrap()
-    })
+    common::child_pool()
 }
 
 fn micros() -> i64 {

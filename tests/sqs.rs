@@ -52,17 +52,7 @@ static KEYED_REQUESTS: OnceLock<Requests> = OnceLock::new();
 /// outlives each test's tokio runtime.
 fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                tx.send(launch().await).unwrap();
-                std::future::pending::<()>().await;
-            });
-        });
-        rx.recv().expect("the shared runtime thread died")
-    })
+    SHARED.get_or_init(|| common::on_own_runtime(launch))
 }
 
 async fn launch() -> Shared {

@@ -20,13 +20,8 @@ use exactly::{Runtime, SqsMessage, sqs_consumer, step, workflow};
 const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 const TEST: &str = "a_worker_killed_between_insert_and_delete_runs_no_second_workflow";
 
-/// The side effects' database (the children get its URL).
 fn pool() -> &'static sqlx::PgPool {
-    static POOL: std::sync::OnceLock<sqlx::PgPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        let url = std::env::var("EXACTLY_DATABASE_URL").expect("children get the database URL");
-        sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_lazy(&url).unwrap()
-    })
+    common::child_pool()
 }
 
 /// In the first worker, holds every delete (printing a marker) until the process

@@ -81,39 +81,80 @@ pub fn block_on<F: std::future::Future>(body: F) -> F::Output {
 }
 
 /// A runtime shared by all tests of one test binary. It runs on its own tokio
-/// runtime in a background thread, so it outlives each `#[tokio::test]`.
+/// runtime in a background thread, so it outlives each test's own.
 pub struct Shared {
     pub runtime: exactly::Runtime,
     pub url: String,
 }
 
+impl Shared {
+    /// A pool for the calling test, on the calling test's tokio runtime.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn pool(&self) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_lazy(&self.url).unwrap()
+    }
+}
+
+/// The shared runtime of a test binary on a fresh database `database`, launched
+/// with the builder's defaults plus `configure` (executor `in-process`); the
+/// database gets the `public.side_effects` table of [`side_effect`].
 pub fn shared(database: &'static str) -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let url = fresh_database(database).await;
-                let runtime = exactly::Runtime::builder()
-                    .database_url(&url)
-                    .executor_id("in-process")
-                    .launch()
-                    .await
-                    .expect("launch the shared runtime");
-                sqlx::raw_sql(
-                    "CREATE TABLE IF NOT EXISTS public.side_effects (
-                        workflow_id TEXT NOT NULL, step TEXT NOT NULL, n INTEGER NOT NULL,
-                        PRIMARY KEY (workflow_id, step))",
-                )
-                .execute(runtime.pool())
-                .await
-                .unwrap();
-                tx.send(Shared { runtime, url }).unwrap();
-                std::future::pending::<()>().await;
-            });
+    SHARED.get_or_init(|| launch_shared(database, |_| async {}, |builder| builder))
+}
+
+/// Launches a shared runtime on a thread of its own: `prepare` runs first (with the
+/// database URL), then the launch of the builder as `configure` leaves it.
+pub fn launch_shared<P, F, C>(database: &'static str, prepare: P, configure: C) -> Shared
+where
+    P: FnOnce(String) -> F + Send + 'static,
+    F: std::future::Future<Output = ()>,
+    C: FnOnce(exactly::RuntimeBuilder) -> exactly::RuntimeBuilder + Send + 'static,
+{
+    on_own_runtime(move || async move {
+        let url = fresh_database(database).await;
+        prepare(url.clone()).await;
+        let builder = exactly::Runtime::builder().database_url(&url).executor_id("in-process");
+        let runtime = configure(builder).launch().await.expect("launch the shared runtime");
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS public.side_effects (
+                workflow_id TEXT NOT NULL, step TEXT NOT NULL, n INTEGER NOT NULL,
+                PRIMARY KEY (workflow_id, step))",
+        )
+        .execute(runtime.pool())
+        .await
+        .unwrap();
+        Shared { runtime, url }
+    })
+}
+
+/// Runs `make()`'s future on a tokio runtime of its own, on a thread of its own
+/// that lives as long as the process, and returns its output: what it set up (a
+/// launched runtime, its pool's connections) outlives every test's own runtime.
+pub fn on_own_runtime<T, M, F>(make: M) -> T
+where
+    T: Send + 'static,
+    M: FnOnce() -> F + Send + 'static,
+    F: std::future::Future<Output = T>,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            tx.send(make().await).unwrap_or_else(|_| panic!("the caller is gone"));
+            std::future::pending::<()>().await;
         });
-        rx.recv().expect("the shared runtime thread died")
+    });
+    rx.recv().expect("the thread of the shared runtime died")
+}
+
+/// A child process's pool on the database its parent named in `EXACTLY_DATABASE_URL`.
+#[allow(dead_code)] // not every test binary has children
+pub fn child_pool() -> &'static sqlx::PgPool {
+    static POOL: OnceLock<sqlx::PgPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let url = std::env::var("EXACTLY_DATABASE_URL").expect("children get the database URL");
+        sqlx::postgres::PgPoolOptions::new().max_connections(4).connect_lazy(&url).unwrap()
     })
 }
 

@@ -181,49 +181,16 @@ pub async fn count(pool: &sqlx::PgPool, prefix: &str, status: &str) -> usize {
     workflows(pool, prefix).await.iter().filter(|(_, s)| s == status).count()
 }
 
-/// A runtime with Kafka consumers shared by the tests of one binary, on its own
-/// tokio runtime: its topics and groups are made afresh before it launches.
-pub struct Shared {
-    pub runtime: exactly::Runtime,
-    pub url: String,
-}
-
-impl Shared {
-    /// A pool for the calling test: connections belong to the tokio runtime that
-    /// opens them, and each `#[tokio::test]` has its own, which ends with the test.
-    pub fn pool(&self) -> sqlx::PgPool {
-        sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_lazy(&self.url).unwrap()
-    }
-}
-
+/// A runtime with Kafka consumers shared by the tests of one binary: its topics and
+/// groups are made afresh before it launches.
 pub fn shared(
     database: &'static str,
     topics: &'static [(&'static str, i32)],
     groups: &'static [&'static str],
     configure: fn(exactly::RuntimeBuilder) -> exactly::RuntimeBuilder,
-) -> &'static Shared {
-    static SHARED: OnceLock<Shared> = OnceLock::new();
+) -> &'static crate::common::Shared {
+    static SHARED: OnceLock<crate::common::Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let url = crate::common::fresh_database(database).await;
-                recreate(topics, groups).await;
-                let builder = exactly::Runtime::builder().database_url(&url).executor_id("in-process").kafka(settings());
-                let runtime = configure(builder).launch().await.expect("launch the shared runtime");
-                sqlx::raw_sql(
-                    "CREATE TABLE IF NOT EXISTS public.side_effects (
-                        workflow_id TEXT NOT NULL, step TEXT NOT NULL, n INTEGER NOT NULL,
-                        PRIMARY KEY (workflow_id, step))",
-                )
-                .execute(runtime.pool())
-                .await
-                .unwrap();
-                tx.send(Shared { runtime, url }).unwrap();
-                std::future::pending::<()>().await;
-            });
-        });
-        rx.recv().expect("the shared runtime thread died")
+        crate::common::launch_shared(database, move |_| recreate(topics, groups), move |b| configure(b.kafka(settings())))
     })
 }
