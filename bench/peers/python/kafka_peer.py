@@ -1,0 +1,128 @@
+"""The DBOS Python Kafka peer of the benchmark harness.
+
+One `@DBOS.kafka_consumer` workflow per message, with one step that does trivial
+work (the payload length times two), the same shape as exactly's bench workflow.
+The system database is the one named by --database-url, created and migrated by
+DBOS at launch.
+
+Prints READY (flushed) once DBOS is launched and its consumer group holds the
+topic's partitions, then runs until SIGTERM or SIGINT and exits 0.
+See bench/peers/README.md for the workflow IDs and the SQL the harness polls.
+"""
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+
+from confluent_kafka import ConsumerGroupState, KafkaException
+from confluent_kafka.admin import AdminClient
+from dbos import DBOS, DBOSConfig, KafkaMessage
+
+APP_NAME = "exactly-bench-dbos-python"
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench/peers/run dbos-python-kafka")
+    p.add_argument("--database-url", required=True, help="system database (postgres URL)")
+    p.add_argument("--bootstrap", default="127.0.0.1:9092")
+    p.add_argument("--topic", required=True)
+    p.add_argument("--group", default="exactly-bench-dbos-python")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=250,
+        help="messages consumed and durably enqueued per batch (DBOS default 250)",
+    )
+    p.add_argument(
+        "--queue-polling-sec",
+        type=float,
+        default=None,
+        help="kafka_queue_polling_interval_sec (DBOS default 1.0)",
+    )
+    p.add_argument("--log-level", default="WARNING")
+    return p.parse_args()
+
+
+def log(msg: str) -> None:
+    print(f"dbos-python-kafka: {msg}", file=sys.stderr, flush=True)
+
+
+def wait_until_assigned(bootstrap: str, group: str, topic: str, timeout_sec: float) -> bool:
+    """True once the consumer group is STABLE with a partition of the topic assigned."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_sec
+    while time.monotonic() < deadline:
+        try:
+            desc = admin.describe_consumer_groups([group], request_timeout=5)[group].result()
+            if desc.state == ConsumerGroupState.STABLE and any(
+                tp.topic == topic
+                for m in desc.members
+                if m.assignment is not None
+                for tp in m.assignment.topic_partitions
+            ):
+                return True
+        except KafkaException:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def main() -> None:
+    args = parse_args()
+
+    config: DBOSConfig = {
+        "name": APP_NAME,
+        "system_database_url": args.database_url,
+        "log_level": args.log_level,
+    }
+    if args.queue_polling_sec is not None:
+        config["kafka_queue_polling_interval_sec"] = args.queue_polling_sec
+    DBOS(config=config)
+
+    @DBOS.step()
+    def double_length(n: int) -> int:
+        return n * 2
+
+    @DBOS.kafka_consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": args.group,
+            "auto.offset.reset": "earliest",
+        },
+        [args.topic],
+        batch_size=args.batch_size,
+    )
+    @DBOS.workflow(name="bench_message")
+    def bench_message(msg: KafkaMessage) -> int:
+        return double_length(len(msg.value or b""))
+
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):  # noqa: ANN001
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    DBOS.launch()
+    if not wait_until_assigned(args.bootstrap, args.group, args.topic, 120.0):
+        log("the consumer group has no partition of the topic after 120 s; printing READY anyway")
+    if not stop.is_set():
+        print("READY", flush=True)
+
+    while not stop.wait(0.5):
+        pass
+    try:
+        DBOS.destroy()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Worker threads of DBOS or librdkafka must not hold the exit.
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
