@@ -347,6 +347,7 @@ impl Worker {
         command
             .args([self.test, "--exact", "--nocapture", "--test-threads=1"])
             .env(common::CHILD_ROLE, self.role)
+            .env("RUST_BACKTRACE", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (key, value) in &self.envs {
@@ -439,7 +440,9 @@ impl Fleet {
             if let Some(child) = worker.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                say(&format!("faults: worker {} exited unexpectedly ({status}); restarting it", worker.name));
+                // A launch while PostgreSQL restarts fails (launch does not wait for the
+                // database): restarted, as a process manager would.
+                say(&format!("faults: worker {} exited ({status}); restarting it", worker.name));
                 worker.child = None;
                 worker.restart_at = Some(now + Duration::from_secs(1));
                 self.counts.unexpected_exits += 1;
