@@ -6,6 +6,10 @@ use sqlx::{ConnectOptions, Connection};
 use crate::Error;
 
 /// Connects to the database the URL names (the maintenance connection).
+pub async fn connect(url: &str) -> Result<PgConnection, Error> {
+    admin(url).await
+}
+
 async fn admin(url: &str) -> Result<PgConnection, Error> {
     let options: PgConnectOptions = url.parse()?;
     Ok(options.connect().await?)
@@ -100,6 +104,44 @@ impl Probe {
     /// Whether some row of the queue is ENQUEUED or PENDING.
     pub async fn unfinished(&mut self) -> Result<bool, Error> {
         Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(self.sql.clone())).bind(self.queue).fetch_one(&mut self.conn).await?)
+    }
+
+    pub async fn close(self) -> Result<(), Error> {
+        Ok(self.conn.close().await?)
+    }
+}
+
+/// A connection of the harness's own to a consumer's database, for the completion
+/// polls of the Kafka and SQS workloads (never the system's pool).
+pub struct Watch {
+    conn: PgConnection,
+    /// How many queries it made, and how long they took in all.
+    pub queries: u32,
+    pub time: std::time::Duration,
+}
+
+impl Watch {
+    pub async fn connect(url: &str) -> Result<Watch, Error> {
+        Ok(Watch { conn: admin(url).await?, queries: 0, time: std::time::Duration::ZERO })
+    }
+
+    /// Runs a `SELECT count(*) ..`.
+    pub async fn count(&mut self, sql: &str) -> Result<i64, Error> {
+        let asked = std::time::Instant::now();
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&mut self.conn).await?;
+        self.queries += 1;
+        self.time += asked.elapsed();
+        Ok(n)
+    }
+
+    /// Runs a query of `(int4, int8, float8)` rows (never timed).
+    pub async fn triples(&mut self, sql: &str) -> Result<Vec<(i32, i64, f64)>, Error> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned())).fetch_all(&mut self.conn).await?)
+    }
+
+    /// The mean round trip of its queries.
+    pub fn mean(&self) -> std::time::Duration {
+        self.time / self.queries.max(1)
     }
 
     pub async fn close(self) -> Result<(), Error> {

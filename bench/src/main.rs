@@ -3,7 +3,11 @@
 //!
 //! Run it in release mode only: `cargo run --release -p exactly-bench -- --help`.
 
+mod consume;
 mod db;
+mod messaging;
+mod peers;
+mod process;
 mod stats;
 mod systems;
 mod workloads;
@@ -31,8 +35,21 @@ OPTIONS:
   --queued N           workflows in the queue workload (default 10000)
   --queue-poll MS      how often the queue workload looks whether its run is done: every MS
                        or every 0.5% of the time elapsed, whichever is longer (default 5)
-  --workloads LIST     which workloads to run, comma-separated: concurrent,serial,queue
-                       (default: all three)
+  --workloads LIST     which workloads to run, comma-separated: concurrent, serial, queue,
+                       kafka-ingest, kafka-e2e, kafka-latency, sqs-e2e; `kafka` for the three
+                       Kafka ones, `dbos-crate` for the first three (default: all)
+  --messages N         Kafka messages of kafka-ingest and kafka-e2e (default 100000)
+  --latency-rate N     kafka-latency: messages produced per second (default 200)
+  --latency-seconds N  kafka-latency: for how long (default 10)
+  --sqs-messages N     SQS messages of sqs-e2e (default 10000)
+  --sqs-loops N        concurrent receive/delete loops of the SQS server ceiling (default 4)
+  --insert-batch N     rows per transaction of the batched-insert ceiling (default 500)
+  --peers all|none     run the DBOS peers (bench/peers) in the Kafka and SQS workloads
+                       (default all; a peer that is not installed is reported, not run)
+  --give-up S          a Kafka or SQS run not done after S seconds is reported as such
+                       (default 600)
+  --bootstrap H:P      Kafka (default: $KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:9092); SQS
+                       goes to the standard AWS environment ($AWS_ENDPOINT_URL_SQS, ...)
   --rounds N           measured rounds of each workload per system, alternating (default 3)
   --only SYSTEM        run one system only: exactly | dbos
   --database-url URL   the server's maintenance database; bench_exactly and bench_dbos are
@@ -80,16 +97,48 @@ enum Workload {
     Concurrent,
     Serial,
     Queue,
+    KafkaIngest,
+    KafkaE2e,
+    KafkaLatency,
+    SqsE2e,
 }
 
 impl Workload {
-    const ALL: [Workload; 3] = [Workload::Concurrent, Workload::Serial, Workload::Queue];
+    const ALL: [Workload; 7] = [
+        Workload::Concurrent,
+        Workload::Serial,
+        Workload::Queue,
+        Workload::KafkaIngest,
+        Workload::KafkaE2e,
+        Workload::KafkaLatency,
+        Workload::SqsE2e,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Workload::Concurrent => "concurrent",
             Workload::Serial => "serial",
             Workload::Queue => "queue",
+            Workload::KafkaIngest => "kafka-ingest",
+            Workload::KafkaE2e => "kafka-e2e",
+            Workload::KafkaLatency => "kafka-latency",
+            Workload::SqsE2e => "sqs-e2e",
+        }
+    }
+
+    /// The workloads against the dbos crate, in this process.
+    fn in_process(self) -> bool {
+        matches!(self, Workload::Concurrent | Workload::Serial | Workload::Queue)
+    }
+
+    /// The workloads a `--workloads` name stands for.
+    fn named(name: &str) -> Option<Vec<Workload>> {
+        match name {
+            "all" => Some(Workload::ALL.to_vec()),
+            "kafka" => Some(vec![Workload::KafkaIngest, Workload::KafkaE2e, Workload::KafkaLatency]),
+            "sqs" => Some(vec![Workload::SqsE2e]),
+            "dbos-crate" => Some(vec![Workload::Concurrent, Workload::Serial, Workload::Queue]),
+            _ => Workload::ALL.into_iter().find(|w| w.name() == name).map(|w| vec![w]),
         }
     }
 }
@@ -105,6 +154,15 @@ struct Args {
     only: Option<Kind>,
     database_url: String,
     pool: Option<u32>,
+    messages: u64,
+    latency_rate: u64,
+    latency_seconds: u64,
+    sqs_messages: u64,
+    sqs_loops: usize,
+    insert_batch: usize,
+    peers: bool,
+    give_up: Duration,
+    bootstrap: String,
 }
 
 impl Args {
@@ -119,6 +177,18 @@ impl Args {
             only: None,
             database_url: std::env::var("DATABASE_URL").ok().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| DEFAULT_URL.to_owned()),
             pool: None,
+            messages: 100_000,
+            latency_rate: 200,
+            latency_seconds: 10,
+            sqs_messages: 10_000,
+            sqs_loops: 4,
+            insert_batch: 500,
+            peers: true,
+            give_up: Duration::from_secs(600),
+            bootstrap: std::env::var("KAFKA_BOOTSTRAP_SERVERS")
+                .ok()
+                .filter(|b| !b.trim().is_empty())
+                .unwrap_or_else(|| "127.0.0.1:9092".to_owned()),
         };
         while let Some(arg) = args.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -139,11 +209,16 @@ impl Args {
                     let list = value()?;
                     let mut chosen = Vec::new();
                     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                        let workload = Workload::ALL.into_iter().find(|w| w.name() == name).ok_or_else(|| {
-                            format!("--workloads: unknown workload `{name}` (expected concurrent, serial, queue)")
+                        let workloads = Workload::named(name).ok_or_else(|| {
+                            format!(
+                                "--workloads: unknown workload `{name}` (expected concurrent, serial, queue, kafka-ingest, \
+                                 kafka-e2e, kafka-latency, sqs-e2e, kafka, sqs, dbos-crate, all)"
+                            )
                         })?;
-                        if !chosen.contains(&workload) {
-                            chosen.push(workload);
+                        for workload in workloads {
+                            if !chosen.contains(&workload) {
+                                chosen.push(workload);
+                            }
                         }
                     }
                     if chosen.is_empty() {
@@ -156,6 +231,21 @@ impl Args {
                 "--rounds" => parsed.rounds = number(&flag, value()?)?,
                 "--pool" => parsed.pool = Some(number(&flag, value()?)?),
                 "--database-url" => parsed.database_url = value()?,
+                "--messages" => parsed.messages = number(&flag, value()?)?,
+                "--latency-rate" => parsed.latency_rate = number(&flag, value()?)?,
+                "--latency-seconds" => parsed.latency_seconds = number(&flag, value()?)?,
+                "--sqs-messages" => parsed.sqs_messages = number(&flag, value()?)?,
+                "--sqs-loops" => parsed.sqs_loops = number(&flag, value()?)?,
+                "--insert-batch" => parsed.insert_batch = number(&flag, value()?)?,
+                "--give-up" => parsed.give_up = Duration::from_secs(number(&flag, value()?)?),
+                "--bootstrap" => parsed.bootstrap = value()?,
+                "--peers" => {
+                    parsed.peers = match value()?.as_str() {
+                        "all" => true,
+                        "none" => false,
+                        other => return Err(format!("--peers: `{other}` (expected all or none)").into()),
+                    }
+                }
                 "--only" => {
                     let name = value()?;
                     parsed.only = Some(
@@ -170,6 +260,12 @@ impl Args {
         }
         if parsed.workflows == 0 || parsed.serial == 0 || parsed.queued == 0 || parsed.rounds == 0 {
             return Err("--workflows, --serial, --queued and --rounds must be at least 1".into());
+        }
+        if [parsed.messages, parsed.latency_rate, parsed.latency_seconds, parsed.sqs_messages].contains(&0)
+            || parsed.sqs_loops == 0
+            || parsed.insert_batch == 0
+        {
+            return Err("--messages, --latency-rate, --latency-seconds, --sqs-messages, --sqs-loops and --insert-batch must be at least 1".into());
         }
         Ok(Some(parsed))
     }
@@ -229,6 +325,16 @@ impl QueueSubject {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The hidden subcommand: a consumer process of the Kafka and SQS workloads.
+    if std::env::args().nth(1).as_deref() == Some("consume") {
+        return match consume::main(std::env::args().skip(2)).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("exactly-bench consume: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = match Args::parse(std::env::args().skip(1)) {
         Ok(Some(args)) => args,
         Ok(None) => {
@@ -282,14 +388,34 @@ async fn run(args: Args) -> Result<(), Error> {
     if args.runs(Workload::Queue) {
         chosen.push(format!("queue N={}", args.queued));
     }
-    println!(
-        "workload: {}, {} measured round(s) each after one warm-up, systems alternating",
-        chosen.join(", "),
-        args.rounds
-    );
+    let in_process = args.workloads.iter().any(|w| w.in_process());
+    if in_process {
+        println!(
+            "workload: {}, {} measured round(s) each after one warm-up, systems alternating",
+            chosen.join(", "),
+            args.rounds
+        );
+    }
+    let plan = messaging_plan(&args);
+    if let Some(k) = &plan.kafka {
+        let mut kafka = Vec::new();
+        if plan.ingest || plan.e2e {
+            kafka.push(format!("N={} messages of {} bytes in {} partitions", k.messages, k.payload, k.partitions));
+        }
+        if plan.latency {
+            kafka.push(format!("latency {} msg/s for {} s", k.rate, k.seconds));
+        }
+        println!("workload: kafka ({}) on {}, one run per system, each consumer in a process of its own", kafka.join(", "), k.bootstrap);
+    }
+    if let Some(q) = &plan.sqs {
+        println!(
+            "workload: sqs N={} messages, one run per system; server ceiling with {} and 1 receive/delete loop(s)",
+            q.messages, q.loops
+        );
+    }
 
     let mut subjects = Vec::new();
-    for kind in args.kinds() {
+    for kind in args.kinds().into_iter().filter(|_| in_process) {
         let url = db::recreate(&args.database_url, kind.database()).await?;
         let system = kind.launch(&url, args.pool).await.map_err(|e| format!("launching {}: {e}", kind.name()))?;
         println!("settings: {}", system.describe());
@@ -438,15 +564,61 @@ async fn run(args: Args) -> Result<(), Error> {
             dbos: queue("dbos", &enqueued),
         });
     }
-    println!("load:     {} (1, 5, 15 min) at the end", load_average());
-    println!();
-    print!("{}", stats::table(&rows));
-    println!("ratio > 1 means exactly is better (exactly/dbos for throughput, dbos/exactly for latency)");
-
     for s in &subjects {
         s.system.shutdown().await?;
     }
+    let messaging = if plan.kafka.is_some() || plan.sqs.is_some() {
+        println!("load:     {} (1, 5, 15 min) before the Kafka and SQS workloads", load_average());
+        Some(messaging::run(&plan).await?)
+    } else {
+        None
+    };
+
+    println!("load:     {} (1, 5, 15 min) at the end", load_average());
+    if !rows.is_empty() {
+        println!();
+        print!("{}", stats::table(&rows));
+        println!("ratio > 1 means exactly is better (exactly/dbos for throughput, dbos/exactly for latency)");
+    }
+    if let Some(table) = messaging {
+        println!();
+        print!("{table}");
+        println!("ratio > 1 means exactly is better (throughput: exactly/other; latency and memory: other/exactly)");
+    }
     Ok(())
+}
+
+/// The Kafka and SQS workloads the arguments ask for.
+fn messaging_plan(args: &Args) -> messaging::Plan {
+    let (ingest, e2e, latency) =
+        (args.runs(Workload::KafkaIngest), args.runs(Workload::KafkaE2e), args.runs(Workload::KafkaLatency));
+    let poll = args.queue_poll;
+    messaging::Plan {
+        kafka: (ingest || e2e || latency).then(|| workloads::kafka::Options {
+            bootstrap: args.bootstrap.clone(),
+            admin_url: args.database_url.clone(),
+            messages: args.messages,
+            partitions: 6,
+            payload: 100,
+            rate: args.latency_rate,
+            seconds: args.latency_seconds,
+            insert_batch: args.insert_batch,
+            poll,
+            give_up: args.give_up,
+        }),
+        ingest,
+        e2e,
+        latency,
+        sqs: args.runs(Workload::SqsE2e).then(|| workloads::sqs::Options {
+            admin_url: args.database_url.clone(),
+            messages: args.sqs_messages,
+            payload: 100,
+            loops: args.sqs_loops,
+            poll,
+            give_up: args.give_up,
+        }),
+        peers: args.peers,
+    }
 }
 
 /// Runs a measured workload and checks, outside the timing, that it left exactly
@@ -560,7 +732,12 @@ mod tests {
         let args = parse(&["--workloads", "queue,concurrent", "--queued=500"]).unwrap().unwrap();
         assert_eq!((args.workloads, args.queued), (vec![Workload::Concurrent, Workload::Queue], 500));
         assert_eq!(parse(&[]).unwrap().unwrap().workloads, Workload::ALL.to_vec());
-        assert!(parse(&["--workloads", "kafka"]).is_err());
+        assert!(parse(&["--workloads", "kafka-nope"]).is_err());
+        let args = parse(&["--workloads", "kafka,queue", "--messages", "50"]).unwrap().unwrap();
+        assert_eq!(
+            (args.workloads, args.messages),
+            (vec![Workload::Queue, Workload::KafkaIngest, Workload::KafkaE2e, Workload::KafkaLatency], 50)
+        );
     }
 
     #[test]

@@ -104,6 +104,41 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
+/// Renders a Markdown table of any number of columns: the first is text (left
+/// aligned), the others right-aligned.
+pub fn grid(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cols: &[String]| {
+        let mut out = String::from("|");
+        for (i, (col, w)) in cols.iter().zip(&widths).enumerate() {
+            let pad = w.saturating_sub(col.chars().count());
+            if i == 0 {
+                out.push_str(&format!(" {col}{} |", " ".repeat(pad)));
+            } else {
+                out.push_str(&format!(" {}{col} |", " ".repeat(pad)));
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    let rule: Vec<String> = widths
+        .iter()
+        .enumerate()
+        .map(|(i, w)| if i == 0 { format!(":{}", "-".repeat(w + 1)) } else { format!("{}:", "-".repeat(w + 1)) })
+        .collect();
+    out.push_str(&format!("|{}|\n", rule.join("|")));
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,5 +2,7 @@
 //! raw measurements; `main` turns them into table rows.
 
 pub mod concurrent;
+pub mod kafka;
 pub mod queue;
 pub mod serial;
+pub mod sqs;

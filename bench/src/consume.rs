@@ -1,0 +1,141 @@
+//! `exactly-bench consume ..`: the consumers that the Kafka and SQS workloads run in
+//! processes of their own, so that each one's peak memory is its own (see
+//! [`process`](crate::process)). Not in `--help`: the harness starts them.
+//!
+//! - `consume kafka --database-url U --bootstrap B --topic T --group G`: `exactly`
+//!   as an application uses it: a `#[workflow]` of one step, consuming the topic
+//!   through `register_kafka_consumer` (the topic is known only at run time) with the
+//!   receiver's defaults.
+//! - `consume sqs --database-url U --queue-url Q`: the same workflow shape for SQS,
+//!   through `register_sqs_consumer`, with the receiver's defaults (batches of 10,
+//!   20 s long polling), the client from the environment (`AWS_ENDPOINT_URL_SQS`).
+//! - `consume kafka-count --bootstrap B --topic T --group G --expect N`: the ceiling
+//!   of consuming: a plain rdkafka `BaseConsumer` that only counts messages and
+//!   prints `DONE` at the N-th.
+//!
+//! Each prints `READY` once it consumes and runs until SIGTERM or SIGINT.
+
+use exactly::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+use exactly::kafka::{ClientConfig, KafkaConsumerOptions, KafkaSettings};
+use exactly::sqs::SqsConsumerOptions;
+use exactly::{KafkaMessage, Runtime, SqsMessage};
+
+use crate::Error;
+
+/// The step: trivial work, the payload's length times two (as in the DBOS peers).
+#[exactly::step(name = "bench.double_length")]
+async fn double_length(n: u64) -> exactly::Result<u64> {
+    Ok(n * 2)
+}
+
+/// One workflow per Kafka message, one step.
+#[exactly::workflow(name = "bench.kafka_message")]
+async fn kafka_message(topic: String, partition: i32, message: KafkaMessage) -> exactly::Result<u64> {
+    let _ = (topic, partition);
+    double_length(message.payload().map_or(0, <[u8]>::len) as u64).await
+}
+
+/// One workflow per SQS message, one step.
+#[exactly::workflow(name = "bench.sqs_message")]
+async fn sqs_message(message: SqsMessage) -> exactly::Result<u64> {
+    double_length(message.body.len() as u64).await
+}
+
+/// The workflow names, for the harness's queries.
+pub const KAFKA_WORKFLOW: &str = "bench.kafka_message";
+pub const SQS_WORKFLOW: &str = "bench.sqs_message";
+
+#[derive(Default)]
+struct Options {
+    database_url: Option<String>,
+    bootstrap: Option<String>,
+    topic: Option<String>,
+    group: Option<String>,
+    queue_url: Option<String>,
+    expect: Option<u64>,
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, Error> {
+    let mut o = Options::default();
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--database-url" => o.database_url = Some(value()?),
+            "--bootstrap" => o.bootstrap = Some(value()?),
+            "--topic" => o.topic = Some(value()?),
+            "--group" => o.group = Some(value()?),
+            "--queue-url" => o.queue_url = Some(value()?),
+            "--expect" => o.expect = Some(value()?.parse()?),
+            other => return Err(format!("consume: unknown argument `{other}`").into()),
+        }
+    }
+    Ok(o)
+}
+
+fn need<'a>(value: &'a Option<String>, flag: &str) -> Result<&'a str, Error> {
+    value.as_deref().ok_or_else(|| format!("consume: {flag} is required").into())
+}
+
+/// Runs `consume WHAT ..` (the arguments after `consume`).
+pub async fn main(mut args: impl Iterator<Item = String>) -> Result<(), Error> {
+    let what = args.next().ok_or("consume: kafka | sqs | kafka-count")?;
+    let o = parse(args)?;
+    match what.as_str() {
+        "kafka" => {
+            let runtime = Runtime::builder()
+                .database_url(need(&o.database_url, "--database-url")?)
+                .schema("exactly")
+                .kafka(KafkaSettings::new().bootstrap_servers(need(&o.bootstrap, "--bootstrap")?))
+                .launch()
+                .await?;
+            let options = KafkaConsumerOptions::new().group(need(&o.group, "--group")?);
+            exactly::register_kafka_consumer(kafka_message, [need(&o.topic, "--topic")?], options).await?;
+            println!("READY");
+            runtime.until_shutdown_signal().await?;
+        }
+        "sqs" => {
+            exactly::register_sqs_consumer(sqs_message, SqsConsumerOptions::new().queue_url(need(&o.queue_url, "--queue-url")?));
+            let runtime = Runtime::builder().database_url(need(&o.database_url, "--database-url")?).schema("exactly").launch().await?;
+            println!("READY");
+            runtime.until_shutdown_signal().await?;
+        }
+        "migrate" => {
+            // exactly's schema, by its migrations (for the batched-insert ceiling).
+            let runtime = Runtime::builder().database_url(need(&o.database_url, "--database-url")?).schema("exactly").launch().await?;
+            runtime.shutdown().await?;
+        }
+        "kafka-count" => {
+            let expect = o.expect.ok_or("consume: --expect is required")?;
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", need(&o.bootstrap, "--bootstrap")?)
+                .set("group.id", need(&o.group, "--group")?)
+                .set("auto.offset.reset", "earliest")
+                .create()?;
+            consumer.subscribe(&[need(&o.topic, "--topic")?])?;
+            println!("READY");
+            // The counting loop on a thread of its own; the main task waits for the signal.
+            std::thread::spawn(move || {
+                let mut count = 0u64;
+                loop {
+                    match consumer.poll(std::time::Duration::from_millis(100)) {
+                        Some(Ok(_)) => {
+                            count += 1;
+                            if count == expect {
+                                println!("DONE");
+                            }
+                        }
+                        Some(Err(e)) => eprintln!("kafka-count: {e}"),
+                        None => {}
+                    }
+                }
+            });
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        other => return Err(format!("consume: unknown consumer `{other}` (kafka, sqs, kafka-count)").into()),
+    }
+    Ok(())
+}
