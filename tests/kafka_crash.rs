@@ -11,8 +11,6 @@ use std::collections::{HashMap, HashSet};
 use std::process::Child;
 use std::time::Duration;
 
-use exactly::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
-use exactly::kafka::rdkafka::{Offset, TopicPartitionList};
 use exactly::kafka::{ClientConfig, KafkaConsumerOptions};
 use exactly::{KafkaMessage, Runtime, register_kafka_consumer, step, workflow};
 use kafka_common::{count, numbered, produce, wait_until};
@@ -116,21 +114,7 @@ impl Run {
 
     /// The group's committed offsets, summed over the topic's partitions.
     fn committed(&self, partitions: i32) -> i64 {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", kafka_common::bootstrap())
-            .set("group.id", &self.group)
-            .create()
-            .unwrap();
-        let mut wanted = TopicPartitionList::new();
-        for p in 0..partitions {
-            wanted.add_partition(&self.topic, p);
-        }
-        let sum = {
-            let committed = consumer.committed_offsets(wanted, Duration::from_secs(10)).unwrap();
-            committed.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 }).sum()
-        }; // the list is dropped before the consumer (dropping them the other way round can hang)
-        drop(consumer);
-        sum
+        kafka_common::committed(&self.group, &self.topic, partitions)
     }
 
     /// Checks that the workflows of the run are exactly the produced messages, all

@@ -21,8 +21,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::process::Child;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use exactly::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
-use exactly::kafka::rdkafka::{Offset, TopicPartitionList};
 use exactly::kafka::{ClientConfig, KafkaConsumerOptions, Ordering};
 use exactly::{KafkaMessage, Runtime, register_kafka_consumer, step, workflow};
 use kafka_common::{count, produce, wait_until};
@@ -140,21 +138,7 @@ impl Group {
 
     /// The group's committed offsets, summed over the partitions.
     fn committed(&self) -> i64 {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", kafka_common::bootstrap())
-            .set("group.id", &self.group)
-            .create()
-            .unwrap();
-        let mut wanted = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            wanted.add_partition(&self.topic, p);
-        }
-        let sum = {
-            let committed = consumer.committed_offsets(wanted, Duration::from_secs(10)).unwrap();
-            committed.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 }).sum()
-        }; // the list is dropped before the consumer
-        drop(consumer);
-        sum
+        kafka_common::committed(&self.group, &self.topic, PARTITIONS)
     }
 }
 
@@ -252,17 +236,6 @@ async fn bounded_main() {
     runtime.until_shutdown_signal().await.unwrap();
 }
 
-/// The largest number of intervals open at one instant.
-fn max_overlap(intervals: &[(i64, i64)]) -> usize {
-    let mut events: Vec<(i64, i32)> = intervals.iter().flat_map(|&(s, e)| [(s, 1), (e, -1)]).collect();
-    events.sort(); // at equal times an end (-1) sorts before a start (+1)
-    let (mut open, mut max) = (0i32, 0i32);
-    for (_, delta) in events {
-        open += delta;
-        max = max.max(open);
-    }
-    max as usize
-}
 
 #[tokio::test]
 async fn max_running_holds_the_receiver_back_and_loses_nothing() {
@@ -285,7 +258,7 @@ async fn max_running_holds_the_receiver_back_and_loses_nothing() {
     let runs: Vec<(i64, i64)> =
         sqlx::query_as("SELECT started_us, ended_us FROM public.runs").fetch_all(&group.pool).await.unwrap();
     assert_eq!(runs.len(), 60, "every message ran once");
-    let most = max_overlap(&runs);
+    let most = common::max_overlap(&runs);
     assert!(most <= MAX_RUNNING, "{most} workflows ran at once with max_running {MAX_RUNNING}");
     assert!(most >= 2, "the workflows never ran in parallel (max overlap {most})");
 }

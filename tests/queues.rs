@@ -115,17 +115,6 @@ async fn intervals(prefix: &str) -> Vec<(String, i64, i64, i32)> {
         .unwrap()
 }
 
-/// The largest number of intervals open at one instant.
-fn max_overlap(intervals: &[(i64, i64)]) -> usize {
-    let mut events: Vec<(i64, i32)> = intervals.iter().flat_map(|&(s, e)| [(s, 1), (e, -1)]).collect();
-    events.sort(); // at equal times an end (-1) sorts before a start (+1)
-    let (mut open, mut max) = (0i32, 0i32);
-    for (_, delta) in events {
-        open += delta;
-        max = max.max(open);
-    }
-    max as usize
-}
 
 /// The child's part: a worker that runs until `n` workflows with `prefix` succeeded.
 async fn worker_main(role: &str) {
@@ -214,7 +203,7 @@ fn global_concurrency_holds_across_three_processes() {
         finish_workers(workers);
         let runs = intervals(prefix).await;
         assert_eq!(runs.len(), n);
-        let overlap = max_overlap(&runs.iter().map(|r| (r.1, r.2)).collect::<Vec<_>>());
+        let overlap = common::max_overlap(&runs.iter().map(|r| (r.1, r.2)).collect::<Vec<_>>());
         assert!(overlap <= 3, "{overlap} workflows ran at once on a queue with concurrency 3");
         assert!(overlap >= 2, "the queue never ran workflows in parallel (max overlap {overlap})");
         let processes: std::collections::HashSet<i32> = runs.iter().map(|r| r.3).collect();
@@ -282,10 +271,10 @@ fn partition_concurrency_one_is_serial_per_key_and_parallel_across_keys() {
         for key in 0..keys {
             let mine: Vec<_> =
                 runs.iter().filter(|r| r.0.starts_with(&format!("{prefix}{key}-"))).map(|r| (r.1, r.2)).collect();
-            assert_eq!(max_overlap(&mine), 1, "partition key-{key} ran two workflows at once");
+            assert_eq!(common::max_overlap(&mine), 1, "partition key-{key} ran two workflows at once");
         }
         let all: Vec<_> = runs.iter().map(|r| (r.1, r.2)).collect();
-        assert!(max_overlap(&all) >= 2, "different partitions never ran in parallel");
+        assert!(common::max_overlap(&all) >= 2, "different partitions never ran in parallel");
     })
 }
 
@@ -308,10 +297,10 @@ fn worker_concurrency_holds_in_each_process() {
         let pids: std::collections::HashSet<i32> = runs.iter().map(|r| r.3).collect();
         for pid in &pids {
             let mine: Vec<_> = runs.iter().filter(|r| r.3 == *pid).map(|r| (r.1, r.2)).collect();
-            assert!(max_overlap(&mine) <= 2, "process {pid} ran {} at once with worker_concurrency 2", max_overlap(&mine));
+            assert!(common::max_overlap(&mine) <= 2, "process {pid} ran {} at once with worker_concurrency 2", common::max_overlap(&mine));
         }
         let all: Vec<_> = runs.iter().map(|r| (r.1, r.2)).collect();
-        assert!(max_overlap(&all) > 2, "with several processes more than 2 run at once in all");
+        assert!(common::max_overlap(&all) > 2, "with several processes more than 2 run at once in all");
     })
 }
 

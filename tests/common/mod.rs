@@ -245,3 +245,16 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStat
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The largest number of `(start, end)` intervals open at one instant.
+#[allow(dead_code)] // not every test binary measures overlap
+pub fn max_overlap(intervals: &[(i64, i64)]) -> usize {
+    let mut events: Vec<(i64, i32)> = intervals.iter().flat_map(|&(s, e)| [(s, 1), (e, -1)]).collect();
+    events.sort(); // at equal times an end (-1) sorts before a start (+1)
+    let (mut open, mut max) = (0i32, 0i32);
+    for (_, delta) in events {
+        open += delta;
+        max = max.max(open);
+    }
+    max as usize
+}

@@ -181,6 +181,24 @@ pub async fn count(pool: &sqlx::PgPool, prefix: &str, status: &str) -> usize {
     workflows(pool, prefix).await.iter().filter(|(_, s)| s == status).count()
 }
 
+/// The offsets `group` committed on `topic`, summed over its `partitions`.
+pub fn committed(group: &str, topic: &str, partitions: i32) -> i64 {
+    use exactly::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+    use exactly::kafka::rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap()).set("group.id", group).create().unwrap();
+    let mut wanted = TopicPartitionList::new();
+    for p in 0..partitions {
+        wanted.add_partition(topic, p);
+    }
+    let sum = {
+        let committed = consumer.committed_offsets(wanted, Duration::from_secs(10)).unwrap();
+        committed.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 }).sum()
+    }; // the list is dropped before the consumer (dropping them the other way round can hang)
+    drop(consumer);
+    sum
+}
+
 /// A runtime with Kafka consumers shared by the tests of one binary: its topics and
 /// groups are made afresh before it launches.
 pub fn shared(
