@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use exactly::kafka::rdkafka::producer::{FutureProducer, FutureRecord};
@@ -41,17 +41,33 @@ const PARTITIONS: i32 = 6;
 
 // ---------------------------------------------------------------- the workload
 
-/// The workers' pool on the run's database.
-fn worker_pool() -> &'static sqlx::PgPool {
-    static POOL: OnceLock<sqlx::PgPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let url = std::env::var("EXACTLY_DATABASE_URL").expect("workers get the database URL");
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy(&url)
-            .unwrap()
-    })
+/// The workers' pool on the run's database, with its generation. At most
+/// `GATE` step bodies use it at once: thousands of workflows waiting on one small
+/// sqlx pool through a database restart have left it with no connection and every
+/// acquire timing out for good; a pool that times out is replaced.
+static POOL: Mutex<Option<(u64, sqlx::PgPool)>> = Mutex::new(None);
+static GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+
+fn worker_pool() -> (u64, sqlx::PgPool) {
+    let mut pool = POOL.lock().unwrap();
+    pool.get_or_insert_with(|| (0, new_pool())).clone()
+}
+
+fn new_pool() -> sqlx::PgPool {
+    let url = std::env::var("EXACTLY_DATABASE_URL").expect("workers get the database URL");
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy(&url)
+        .unwrap()
+}
+
+/// Replaces the pool of `generation` (unless another caller already did).
+fn renew_pool(generation: u64) {
+    let mut pool = POOL.lock().unwrap();
+    if pool.as_ref().is_some_and(|(g, _)| *g == generation) {
+        *pool = Some((generation + 1, new_pool()));
+    }
 }
 
 /// One execution of a step body: recorded in `executions` (every execution, under a
@@ -67,10 +83,16 @@ async fn effect() -> exactly::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut delay = Duration::from_millis(50);
     loop {
-        match record_effect(&token, &workflow, step).await {
+        let permit = GATE.acquire().await.expect("the gate is never closed");
+        let (generation, pool) = worker_pool();
+        let result = record_effect(&pool, &token, &workflow, step).await;
+        drop(permit);
+        match result {
             Ok(()) => return Ok(()),
             Err(e) if Instant::now() < deadline => {
-                let _ = e;
+                if matches!(e, sqlx::Error::PoolTimedOut) {
+                    renew_pool(generation);
+                }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(1));
             }
@@ -79,8 +101,8 @@ async fn effect() -> exactly::Result<()> {
     }
 }
 
-async fn record_effect(token: &str, workflow: &str, step: i32) -> Result<(), sqlx::Error> {
-    let mut tx = worker_pool().begin().await?;
+async fn record_effect(pool: &sqlx::PgPool, token: &str, workflow: &str, step: i32) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO public.executions (token, workflow_id, step_id, pid) VALUES ($1, $2, $3, $4)
          ON CONFLICT (token) DO NOTHING",
@@ -619,9 +641,16 @@ async fn progress(pool: &sqlx::PgPool, prefix: &str) -> (i64, i64, i64) {
 async fn quiesce(pool: &sqlx::PgPool, prefix: &str, expected: usize, timeout: Duration, extra: impl AsyncFn() -> bool) {
     let deadline = Instant::now() + timeout;
     let mut last_report = Instant::now();
+    let (mut last_done, mut last_change) = (-1, Instant::now());
     loop {
         let (done, active, _) = progress(pool, prefix).await;
         if done as usize >= expected && active == 0 && extra().await {
+            return;
+        }
+        if done != last_done {
+            (last_done, last_change) = (done, Instant::now());
+        } else if last_change.elapsed() > Duration::from_secs(180) {
+            say(&format!("faults: no progress for 180 s: {done} of {expected} done, {active} running or waiting"));
             return;
         }
         if Instant::now() > deadline {
