@@ -50,11 +50,13 @@ def log(msg: str) -> None:
     print(f"dbos-python-kafka: {msg}", file=sys.stderr, flush=True)
 
 
-def wait_until_assigned(bootstrap: str, group: str, topic: str, timeout_sec: float) -> bool:
+def wait_until_assigned(
+    bootstrap: str, group: str, topic: str, timeout_sec: float, stop: threading.Event
+) -> bool:
     """True once the consumer group is STABLE with a partition of the topic assigned."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout_sec
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stop.is_set():
         try:
             desc = admin.describe_consumer_groups([group], request_timeout=5)[group].result()
             if desc.state == ConsumerGroupState.STABLE and any(
@@ -66,7 +68,7 @@ def wait_until_assigned(bootstrap: str, group: str, topic: str, timeout_sec: flo
                 return True
         except KafkaException:
             pass
-        time.sleep(0.1)
+        stop.wait(0.1)
     return False
 
 
@@ -108,7 +110,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, on_signal)
 
     DBOS.launch()
-    if not wait_until_assigned(args.bootstrap, args.group, args.topic, 120.0):
+    if not wait_until_assigned(args.bootstrap, args.group, args.topic, 120.0, stop) and not stop.is_set():
         log("the consumer group has no partition of the topic after 120 s; printing READY anyway")
     if not stop.is_set():
         print("READY", flush=True)

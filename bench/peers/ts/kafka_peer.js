@@ -10,12 +10,12 @@ const { parseArgs, log, doubleLength, configure, exitOnSignal, ready, sleep } = 
 
 const PEER = 'dbos-ts-kafka';
 
-async function waitUntilAssigned(kafka, group, timeoutMs) {
+async function waitUntilAssigned(kafka, group, timeoutMs, stopping) {
   const admin = kafka.admin();
   await admin.connect();
   try {
     const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
+    while (Date.now() < deadline && !stopping()) {
       try {
         const { groups } = await admin.describeGroups([group]);
         const g = groups[0];
@@ -59,7 +59,7 @@ async function main() {
 
   const stopping = exitOnSignal(PEER);
   await DBOS.launch();
-  if (!(await waitUntilAssigned(new Kafka(kafkaConfig), args.group, 120000))) {
+  if (!(await waitUntilAssigned(new Kafka(kafkaConfig), args.group, 120000, stopping)) && !stopping()) {
     log(PEER, 'the consumer group has no partition after 120 s; printing READY anyway');
   }
   if (!stopping()) ready();
