@@ -463,3 +463,60 @@ fn an_executor_declared_dead_finishes_the_work_it_claimed_back() {
         assert_eq!(common::side_effect_count(pool(), id, "second").await, 1);
     })
 }
+
+/// The child's part of the foreign-queue test, on a runtime of a single thread,
+/// where a task that never yields stalls everything: a dead executor held a
+/// workflow on a queue this process does not declare; this process's heartbeat
+/// hands it back to that queue and tells its dispatcher, which must not go round
+/// and round over a queue it cannot claim from.
+fn foreign_child() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let runtime = Runtime::builder()
+            .executor_id("foreign")
+            .heartbeat_interval(Duration::from_millis(200))
+            .executor_timeout(Duration::from_millis(1000))
+            .launch()
+            .await
+            .expect("child launch");
+        sqlx::raw_sql(
+            "INSERT INTO exactly.executors (executor_id, app_version, last_heartbeat)
+                 VALUES ('ghost', '0', clock_timestamp() - interval '1 hour');
+             INSERT INTO exactly.workflow_status (workflow_id, name, status, inputs, executor_id, app_version, queue_name)
+                 VALUES ('foreign-0', 'elsewhere::w', 'PENDING', '[]', 'ghost', '0', 'q_foreign');",
+        )
+        .execute(runtime.pool())
+        .await
+        .unwrap();
+        loop {
+            let status = runtime.status("foreign-0").await.unwrap().unwrap();
+            if status.state == exactly::WorkflowState::Enqueued {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Several heartbeats and poll rounds go by; a stalled runtime never gets here.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        runtime.shutdown().await.unwrap();
+    });
+    println!("FOREIGN_DONE");
+}
+
+#[test]
+fn work_handed_back_to_a_queue_declared_elsewhere_leaves_the_dispatcher_idle() {
+    if common::child_role().is_some() {
+        return foreign_child();
+    }
+    common::block_on(async {
+        let test = "work_handed_back_to_a_queue_declared_elsewhere_leaves_the_dispatcher_idle";
+        let env = [("EXACTLY_DATABASE_URL", shared().url.as_str())];
+        let mut child = common::spawn_child(test, "foreign", &env);
+        // A stalled child is killed at the timeout (and the test fails).
+        assert!(common::wait_exit(&mut child, Duration::from_secs(30)).success(), "the child failed");
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+        assert!(stdout.contains("FOREIGN_DONE"), "the child did not finish: {stdout}");
+        let status = shared().runtime.status("foreign-0").await.unwrap().unwrap();
+        assert_eq!(status.state, exactly::WorkflowState::Enqueued, "left for an executor that declares its queue");
+    })
+}

@@ -115,5 +115,6 @@ async fn wait_for_work(engine: &Engine, listener: &mut Option<PgListener>, due: 
         _ = engine.dispatch_woken() => {}
         _ = tokio::time::sleep(POLL) => due.extend(all.iter().cloned()),
     }
-    due.extend(engine.take_due_queues());
+    // Work handed back to a queue this process does not declare is for others.
+    due.extend(engine.take_due_queues().into_iter().filter(|q| all.contains(q)));
 }
