@@ -10,16 +10,21 @@ topic's partitions, then runs until SIGTERM or SIGINT and exits 0.
 See bench/peers/README.md for the workflow IDs and the SQL the harness polls.
 """
 
-import argparse
 import os
 import signal
-import sys
-import threading
-import time
 
-from confluent_kafka import ConsumerGroupState, KafkaException
-from confluent_kafka.admin import AdminClient
-from dbos import DBOS, DBOSConfig, KafkaMessage
+# A signal before DBOS is up has nothing to clean up: exit 0 at once (replaced below).
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+from confluent_kafka import ConsumerGroupState, KafkaException  # noqa: E402
+from confluent_kafka.admin import AdminClient  # noqa: E402
+from dbos import DBOS, DBOSConfig, KafkaMessage  # noqa: E402
 
 APP_NAME = "exactly-bench-dbos-python"
 

@@ -58,6 +58,8 @@ function exitOnSignal(peer, beforeShutdown) {
     }
     process.exit(0);
   };
+  process.removeAllListeners('SIGTERM');
+  process.removeAllListeners('SIGINT');
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
   return () => stopping;

@@ -3,6 +3,11 @@
 // message; the workflow calls one step (payload length * 2). Prints READY once DBOS
 // is launched and the consumer group holds partitions of the topic. See ../README.md.
 
+// A signal before DBOS is up has nothing to clean up: exit 0 at once (replaced by
+// exitOnSignal in common.js).
+process.on('SIGTERM', () => process.exit(0));
+process.on('SIGINT', () => process.exit(0));
+
 const { DBOS } = require('@dbos-inc/dbos-sdk');
 const { KafkaReceiver } = require('@dbos-inc/kafkajs-receive');
 const { Kafka, logLevel } = require('kafkajs');

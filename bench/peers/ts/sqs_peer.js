@@ -14,6 +14,11 @@
 // --max-messages raises MaxNumberOfMessages (1..10) for experiments; the default is
 // the package's 1. See ../README.md.
 
+// A signal before DBOS is up has nothing to clean up: exit 0 at once (replaced by
+// exitOnSignal in common.js).
+process.on('SIGTERM', () => process.exit(0));
+process.on('SIGINT', () => process.exit(0));
+
 const { DBOS } = require('@dbos-inc/dbos-sdk');
 const {
   SQSClient,
