@@ -18,12 +18,11 @@ signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 signal.signal(signal.SIGINT, lambda *_: os._exit(0))
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
-from confluent_kafka import ConsumerGroupState, KafkaException  # noqa: E402
-from confluent_kafka.admin import AdminClient  # noqa: E402
 from dbos import DBOS, DBOSConfig, KafkaMessage  # noqa: E402
 
 APP_NAME = "exactly-bench-dbos-python"
@@ -55,26 +54,32 @@ def log(msg: str) -> None:
     print(f"dbos-python-kafka: {msg}", file=sys.stderr, flush=True)
 
 
-def wait_until_assigned(
-    bootstrap: str, group: str, topic: str, timeout_sec: float, stop: threading.Event
-) -> bool:
-    """True once the consumer group is STABLE with a partition of the topic assigned."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    deadline = time.monotonic() + timeout_sec
-    while time.monotonic() < deadline and not stop.is_set():
+class Assignment:
+    """Watches the consumer's own statistics (librdkafka's stats_cb, served by DBOS's
+    consume loop) for the group to be joined with partitions assigned.
+
+    The consumer's own view, so nothing but the consumer talks to the broker (an admin
+    client's requests can hit a librdkafka assertion when the broker goes away)."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+
+    def on_stats(self, stats_json: str) -> None:
+        if self.ready.is_set():
+            return
         try:
-            desc = admin.describe_consumer_groups([group], request_timeout=5)[group].result()
-            if desc.state == ConsumerGroupState.STABLE and any(
-                tp.topic == topic
-                for m in desc.members
-                if m.assignment is not None
-                for tp in m.assignment.topic_partitions
-            ):
+            cgrp = json.loads(stats_json).get("cgrp") or {}
+        except ValueError:
+            return
+        if cgrp.get("join_state") == "steady" and cgrp.get("assignment_size", 0) > 0:
+            self.ready.set()
+
+    def wait(self, timeout_sec: float, stop: threading.Event) -> bool:
+        deadline = time.monotonic() + timeout_sec
+        while time.monotonic() < deadline and not stop.is_set():
+            if self.ready.wait(0.05):
                 return True
-        except KafkaException:
-            pass
-        stop.wait(0.1)
-    return False
+        return self.ready.is_set()
 
 
 def main() -> None:
@@ -89,6 +94,8 @@ def main() -> None:
         config["kafka_queue_polling_interval_sec"] = args.queue_polling_sec
     DBOS(config=config)
 
+    assignment = Assignment()
+
     @DBOS.step()
     def double_length(n: int) -> int:
         return n * 2
@@ -98,6 +105,9 @@ def main() -> None:
             "bootstrap.servers": args.bootstrap,
             "group.id": args.group,
             "auto.offset.reset": "earliest",
+            # Only to tell when partitions are assigned (READY); see Assignment.
+            "statistics.interval.ms": 500,
+            "stats_cb": assignment.on_stats,
         },
         [args.topic],
         batch_size=args.batch_size,
@@ -115,7 +125,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, on_signal)
 
     DBOS.launch()
-    if not wait_until_assigned(args.bootstrap, args.group, args.topic, 120.0, stop) and not stop.is_set():
+    if not assignment.wait(120.0, stop) and not stop.is_set():
         log("the consumer group has no partition of the topic after 120 s; printing READY anyway")
     if not stop.is_set():
         print("READY", flush=True)
