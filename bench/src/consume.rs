@@ -53,6 +53,9 @@ struct Options {
     group: Option<String>,
     queue_url: Option<String>,
     expect: Option<u64>,
+    /// kafka-count: pause the assignment for this long after every 500 messages
+    /// (what exactly's receiver does while it inserts a batch), to see what pausing costs.
+    pause_ms: Option<u64>,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, Error> {
@@ -66,6 +69,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, Error> {
             "--group" => o.group = Some(value()?),
             "--queue-url" => o.queue_url = Some(value()?),
             "--expect" => o.expect = Some(value()?.parse()?),
+            "--pause-ms" => o.pause_ms = Some(value()?.parse()?),
             other => return Err(format!("consume: unknown argument `{other}`").into()),
         }
     }
@@ -114,6 +118,7 @@ pub async fn main(mut args: impl Iterator<Item = String>) -> Result<(), Error> {
             consumer.subscribe(&[need(&o.topic, "--topic")?])?;
             println!("READY");
             // The counting loop on a thread of its own; the main task waits for the signal.
+            let pause = o.pause_ms.map(std::time::Duration::from_millis);
             std::thread::spawn(move || {
                 let mut count = 0u64;
                 loop {
@@ -122,6 +127,13 @@ pub async fn main(mut args: impl Iterator<Item = String>) -> Result<(), Error> {
                             count += 1;
                             if count == expect {
                                 println!("DONE");
+                            }
+                            if let Some(pause) = pause.filter(|_| count % 500 == 0)
+                                && let Ok(assignment) = consumer.assignment()
+                            {
+                                let _ = consumer.pause(&assignment);
+                                std::thread::sleep(pause);
+                                let _ = consumer.resume(&assignment);
                             }
                         }
                         Some(Err(e)) => eprintln!("kafka-count: {e}"),
