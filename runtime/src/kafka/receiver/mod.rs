@@ -182,6 +182,7 @@ fn create(
         commit_each_batch: config.get("enable.auto.commit") == Some("false"),
         stored: HashMap::new(),
         last_error_log: None,
+        paused: false,
     })
 }
 

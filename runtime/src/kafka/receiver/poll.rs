@@ -7,12 +7,12 @@
 //! down. On a thread of its own, none of that stalls a tokio worker, and shutdown
 //! can stop waiting for a wedged close without leaving a task behind on the executor.
 //!
-//! One round: poll up to `batch_size` messages; pause the assignment; insert the
-//! batch's workflow rows (one transaction, `ON CONFLICT DO NOTHING`),
-//! waiting as long as the database is away while polling the paused consumer, which
-//! keeps its group membership and serves rebalances; only once the insert has
-//! returned, store the offsets; resume. librdkafka commits stored offsets in the
-//! background, on revoke (see `context`) and at shutdown.
+//! One round: poll up to `batch_size` messages; insert the batch's workflow rows
+//! (one transaction, `ON CONFLICT DO NOTHING`); when that takes long (the database
+//! is slow or away), pause the assignment and poll the paused consumer while
+//! waiting, which keeps its group membership and serves rebalances; only once the
+//! insert has returned, store the offsets; resume if paused. librdkafka commits
+//! stored offsets in the background, on revoke (see `context`) and at shutdown.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering as AtomicOrdering;
@@ -32,6 +32,8 @@ use crate::workflow::engine::Engine;
 
 /// How long one poll waits for the first message of a batch.
 const POLL: Duration = Duration::from_millis(100);
+/// How long an insert may take before the receiver pauses its assignment and polls.
+const PAUSE_AFTER: Duration = Duration::from_millis(500);
 /// How often a receiver waiting for its insert polls its paused consumer.
 const SERVE_EVENTS: Duration = Duration::from_millis(100);
 /// How often a receiver held back by `max_running` looks again.
@@ -75,6 +77,8 @@ pub(crate) struct Receiver {
     /// rebalance) must not move a stored offset back.
     pub stored: HashMap<(String, i32), i64>,
     pub last_error_log: Option<(String, Instant)>,
+    /// Whether the assignment is paused (the insert takes long, or `max_running`).
+    pub paused: bool,
 }
 
 impl Receiver {
@@ -88,12 +92,13 @@ impl Receiver {
             if batch.is_empty() {
                 continue;
             }
-            self.pause_assignment();
             if !self.record(&batch, &mut carry) {
                 break; // stopping: the batch is read again after the restart and deduplicated
             }
             self.store(&batch);
-            self.resume_assignment();
+            if self.paused {
+                self.resume_assignment();
+            }
         }
         context::commit(&self.consumer, &name);
         self.consumer.unsubscribe();
@@ -159,6 +164,12 @@ impl Receiver {
 
     /// One attempt at inserting rows, serving the consumer meanwhile. None if the
     /// receiver is stopping and its grace period is over.
+    ///
+    /// An insert that answers within `PAUSE_AFTER` (the usual case) is just waited
+    /// for: librdkafka heartbeats on its own threads. A longer one (a slow or absent
+    /// database) pauses the assignment and polls meanwhile, to serve rebalances and
+    /// stay within `max.poll.interval.ms`. Pausing costs throughput: librdkafka drops
+    /// what it has prefetched for a paused partition and fetches it again on resume.
     fn insert(&mut self, rows: &[Row], carry: &mut Vec<KafkaMessage>) -> Option<Result<Vec<bool>>> {
         let starts = rows.iter().map(Row::start).collect();
         let engine = self.engine.clone();
@@ -167,7 +178,8 @@ impl Receiver {
             let _ = tx.send(engine.start_batch(starts).await);
         });
         loop {
-            let waited = self.tasks.block_on(async { tokio::time::timeout(SERVE_EVENTS, &mut rx).await });
+            let wait = if self.paused { SERVE_EVENTS } else { PAUSE_AFTER };
+            let waited = self.tasks.block_on(async { tokio::time::timeout(wait, &mut rx).await });
             match waited {
                 Ok(Ok(result)) => return Some(result),
                 Ok(Err(_)) => return Some(Err(Error::ShuttingDown)),
@@ -177,12 +189,18 @@ impl Receiver {
                 tracing::warn!(consumer = %self.consumer.context().name, "exactly: stopping before a Kafka batch was recorded; its messages will be read again");
                 return None;
             }
+            if !self.paused {
+                self.pause_assignment();
+            }
             self.poll_paused(carry, Duration::ZERO);
         }
     }
 
     /// Waits `delay` while serving the paused consumer. False if the stop grace is over.
     fn idle(&mut self, delay: Duration, carry: &mut Vec<KafkaMessage>) -> bool {
+        if !self.paused {
+            self.pause_assignment();
+        }
         let until = Instant::now() + delay;
         loop {
             if self.control.grace_over() {
@@ -219,6 +237,7 @@ impl Receiver {
     }
 
     fn pause_assignment(&mut self) {
+        self.paused = true;
         self.consumer.context().rebalanced.store(false, AtomicOrdering::SeqCst);
         match self.consumer.assignment() {
             Ok(assignment) if assignment.count() > 0 => {
@@ -232,6 +251,7 @@ impl Receiver {
     }
 
     fn resume_assignment(&mut self) {
+        self.paused = false;
         match self.consumer.assignment() {
             Ok(assignment) if assignment.count() > 0 => {
                 if let Err(e) = self.consumer.resume(&assignment) {
