@@ -39,8 +39,8 @@ OPTIONS:
                        kafka-ingest, kafka-e2e, kafka-latency, sqs-e2e; `kafka` for the three
                        Kafka ones, `dbos-crate` for the first three (default: all)
   --messages N         Kafka messages of kafka-ingest and kafka-e2e (default 100000)
-  --latency-rate N     kafka-latency: messages produced per second (default 200)
-  --latency-seconds N  kafka-latency: for how long (default 10)
+  --latency-rate N     kafka-latency: messages produced per second (default 50)
+  --latency-seconds N  kafka-latency: for how long (default 20)
   --sqs-messages N     SQS messages of sqs-e2e (default 10000)
   --sqs-loops N        concurrent receive/delete loops of the SQS server ceiling (default 4)
   --insert-batch N     rows per transaction of the batched-insert ceiling (default 500)
@@ -178,8 +178,8 @@ impl Args {
             database_url: std::env::var("DATABASE_URL").ok().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| DEFAULT_URL.to_owned()),
             pool: None,
             messages: 100_000,
-            latency_rate: 200,
-            latency_seconds: 10,
+            latency_rate: 50,
+            latency_seconds: 20,
             sqs_messages: 10_000,
             sqs_loops: 4,
             insert_batch: 500,

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::Error;
 use crate::peers::{self, Contender};
 use crate::stats;
-use crate::workloads::{kafka, sqs};
+use crate::workloads::{GaveUp, kafka, sqs};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -25,14 +25,27 @@ pub struct Plan {
 #[derive(Debug, Clone)]
 enum Cell {
     Value(f64),
+    /// The rate a run sustained until `--give-up` stopped it, and how far it got.
+    Partial(f64, String),
     Missing(String),
 }
 
 impl Cell {
     fn value(&self) -> Option<f64> {
         match self {
-            Cell::Value(v) => Some(*v),
+            Cell::Value(v) | Cell::Partial(v, _) => Some(*v),
             Cell::Missing(_) => None,
+        }
+    }
+
+    /// A failed run's cell: the rate so far if it gave up, else why it failed.
+    fn failed(e: &Error) -> Cell {
+        match e.downcast_ref::<GaveUp>() {
+            Some(g) => Cell::Partial(
+                g.done as f64 / g.after.as_secs_f64(),
+                format!("(gave up at {} of {} after {:.0} s)", g.done, g.want, g.after.as_secs_f64()),
+            ),
+            _ => Cell::Missing(short(e)),
         }
     }
 }
@@ -49,6 +62,8 @@ impl Kind {
     fn show(self, cell: &Cell) -> String {
         match (self, cell) {
             (Kind::Rate, Cell::Value(v)) => format!("{v:.0} msg/s"),
+            (Kind::Rate, Cell::Partial(v, note)) => format!("{v:.0} msg/s {note}"),
+            (_, Cell::Partial(_, note)) => note.clone(),
             (Kind::Millis, Cell::Value(v)) => format!("{v:.1} ms"),
             (Kind::Megabytes, Cell::Value(v)) => format!("{v:.1} MB"),
             (_, Cell::Missing(why)) => why.clone(),
@@ -208,7 +223,12 @@ async fn run_kafka(plan: &Plan, o: &kafka::Options, stamp: u64, lines: &mut Vec<
                 }
                 Err(e) => {
                     println!("kafka:    {:<11} FAILED: {e}", c.label);
-                    (ingest[i], e2e[i], rss[i]) = (Cell::Missing(short(&e)), Cell::Missing(short(&e)), Cell::Missing(short(&e)));
+                    let cell = Cell::failed(&e);
+                    let gave_up_on_success = e.downcast_ref::<GaveUp>().is_some_and(|g| g.what.contains("SUCCESS"));
+                    // Gave up waiting for SUCCESS: the ingest was done; no number for it here.
+                    ingest[i] = if gave_up_on_success { Cell::Missing("see log".to_owned()) } else { cell.clone() };
+                    e2e[i] = if gave_up_on_success { cell } else { Cell::Missing(short(&e)) };
+                    rss[i] = Cell::Missing(short(&e));
                 }
             }
         }
@@ -361,7 +381,7 @@ async fn run_sqs(plan: &Plan, o: &sqs::Options, stamp: u64, lines: &mut Vec<Line
             }
             Err(e) => {
                 println!("sqs:      {:<11} FAILED: {e}", c.label);
-                (e2e[i], rss[i]) = (Cell::Missing(short(&e)), Cell::Missing(short(&e)));
+                (e2e[i], rss[i]) = (Cell::failed(&e), Cell::Missing(short(&e)));
             }
         }
     }

@@ -192,7 +192,7 @@ async fn poll_until(
             return Ok(now - started);
         }
         if now - started > o.give_up {
-            return Err(format!("gave up after {:.0} s: {n} of {want} {what}", o.give_up.as_secs_f64()).into());
+            return Err(super::GaveUp { done: n.max(0) as u64, want, after: now - started, what: what.to_owned() }.into());
         }
         if let Some(status) = consumer.exited() {
             return Err(format!("consumer exited ({status}) at {n} of {want} {what}").into());

@@ -123,7 +123,7 @@ async fn poll_until(
             return Ok(now - started);
         }
         if now - started > o.give_up {
-            return Err(format!("gave up after {:.0} s: {n} of {} {what}", o.give_up.as_secs_f64(), o.messages).into());
+            return Err(super::GaveUp { done: n.max(0) as u64, want: o.messages, after: now - started, what: what.to_owned() }.into());
         }
         if let Some(status) = consumer.exited() {
             return Err(format!("consumer exited ({status}) at {n} of {} {what}", o.messages).into());
