@@ -1,7 +1,9 @@
 //! A PostgreSQL restart in the middle of running workflows: checkpoint writes wait
 //! and retry until the database is back; no workflow fails, none runs a step twice.
+//! And a launch while the server drops connections (as it does while restarting)
+//! waits for it, within the connect timeout.
 //!
-//! The only test of its binary (cargo runs test binaries one after another), because
+//! In a binary of its own (cargo runs test binaries one after another), because
 //! it restarts the server every test uses. It needs the server started by
 //! `dev/services up`, which it restarts with `dev/services restart postgres`.
 
@@ -36,6 +38,9 @@ async fn through_outage(n: u32) -> exactly::Result<u32> {
 
 #[tokio::test]
 async fn workflows_wait_through_a_database_restart_and_finish_once() {
+    if common::child_role().is_some() {
+        return;
+    }
     let rt = &common::shared("exactly_test_outage").runtime;
     const N: u32 = 40;
     let tasks: Vec<_> = (0..N)
@@ -61,4 +66,61 @@ async fn workflows_wait_through_a_database_restart_and_finish_once() {
         .await
         .unwrap();
     assert_eq!(checkpoints, 2 * i64::from(N));
+}
+
+/// `host:port` of a `postgres://user:password@host:port/db` URL.
+fn authority(url: &str) -> &str {
+    let rest = &url[url.find('@').map_or(url.find("://").unwrap() + 3, |at| at + 1)..];
+    &rest[..rest.find('/').unwrap_or(rest.len())]
+}
+
+/// A TCP front for the real PostgreSQL that, until `opens`, accepts connections
+/// and drops them at once (as a restarting server does); then it forwards them.
+async fn flaky_front(opens: tokio::time::Instant) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = authority(&common::admin_url()).to_owned();
+    tokio::spawn(async move {
+        loop {
+            let (mut client, _) = listener.accept().await.unwrap();
+            if tokio::time::Instant::now() < opens {
+                drop(client); // reset before the startup handshake
+                continue;
+            }
+            let server = server.clone();
+            tokio::spawn(async move {
+                let mut upstream = tokio::net::TcpStream::connect(&server).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_launch_while_the_database_drops_connections_waits_for_it() {
+    if common::child_role().is_some() {
+        let runtime = exactly::Runtime::builder()
+            .executor_id("late")
+            .connect_timeout(Duration::from_secs(30))
+            .launch()
+            .await
+            .expect("launch once the server answers");
+        println!("LAUNCHED");
+        return runtime.shutdown().await.unwrap();
+    }
+    let url = common::fresh_database("exactly_test_late_launch").await;
+    let port = flaky_front(tokio::time::Instant::now() + Duration::from_secs(2)).await;
+    let through_front = url.replacen(authority(&url), &format!("127.0.0.1:{port}"), 1);
+    let test = "a_launch_while_the_database_drops_connections_waits_for_it";
+    let mut child = common::spawn_child(test, "late", &[("EXACTLY_DATABASE_URL", &through_front)]);
+    let status = tokio::task::spawn_blocking(move || {
+        let status = common::wait_exit(&mut child, Duration::from_secs(60));
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+        (status, stdout)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success() && status.1.contains("LAUNCHED"), "launch gave up while connections were dropped: {}", status.1);
 }

@@ -171,16 +171,36 @@ impl Store {
             config.url_source
         );
         let options = options.options([("search_path", config.schema.as_str())]);
-        let pool = PgPoolOptions::new()
-            .max_connections(config.pool_size)
-            // A ping on every acquire would add a round trip to every checkpoint; a
-            // dead connection fails its statement instead, and the writer retries.
-            .test_before_acquire(false)
-            .acquire_timeout(config.connect_timeout)
-            .connect_with(options)
-            .await
-            .map_err(|e| Error::db(format!("connecting to PostgreSQL at {target}"), e))?;
-        migrate(&pool, &config.schema).await?;
+        // A server that is restarting refuses or drops connections for a moment:
+        // launch keeps trying for the connect timeout before it gives up.
+        let deadline = tokio::time::Instant::now() + config.connect_timeout;
+        let mut delay = Duration::from_millis(100);
+        let pool = loop {
+            let attempt = async {
+                let pool = PgPoolOptions::new()
+                    .max_connections(config.pool_size)
+                    // A ping on every acquire would add a round trip to every checkpoint; a
+                    // dead connection fails its statement instead, and the writer retries.
+                    .test_before_acquire(false)
+                    .acquire_timeout(config.connect_timeout)
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(|e| Error::db(format!("connecting to PostgreSQL at {target}"), e))?;
+                migrate(&pool, &config.schema).await?;
+                Ok::<_, Error>(pool)
+            };
+            match attempt.await {
+                Ok(pool) => break pool,
+                Err(Error::Database { source, .. })
+                    if writer::is_transient(&source) && tokio::time::Instant::now() + delay < deadline =>
+                {
+                    tracing::warn!(error = %source, retry_in = ?delay, "exactly: PostgreSQL at {target} is not answering; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let writer = Writer::spawn(pool.clone(), config.writers, config.max_batch);
         Ok(Store { pool, writer })
     }

@@ -194,7 +194,7 @@ fn fail(write: Write, source: sqlx::Error) {
 }
 
 /// Connection-level failures that retrying will cure once the database is back.
-fn is_transient(e: &sqlx::Error) -> bool {
+pub(super) fn is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
         sqlx::Error::Protocol(_) => true,
