@@ -21,6 +21,11 @@ pub struct Sql {
     /// Kafka latency: one row per SUCCESS workflow, `(partition int4, offset int8,
     /// ended_at_ms float8)`, the end as milliseconds since the Unix epoch.
     pub ends: String,
+    /// `count(*)` of the rows with these workflow IDs (the SQL list is appended):
+    /// the cheap ingest probe, asked of the primary key.
+    pub rows_with_ids: String,
+    /// The workflow ID the system gives the Kafka message `(group, topic, partition, offset)`.
+    pub kafka_id: fn(&str, &str, i32, i64) -> String,
 }
 
 /// How a consumer process is started.
@@ -96,6 +101,8 @@ fn exactly_sql(workflow: &str) -> Sql {
                     (extract(epoch FROM completed_at) * 1000)::float8 \
              FROM {table} WHERE name = '{workflow}' AND status = 'SUCCESS'"
         ),
+        rows_with_ids: format!("SELECT count(*) FROM {table} WHERE workflow_id IN "),
+        kafka_id: |group, topic, partition, offset| format!("kafka:{group}:{topic}:{partition}:{offset}"),
     }
 }
 
@@ -106,7 +113,7 @@ fn exactly_sql(workflow: &str) -> Sql {
 /// The Kafka coordinates are parsed from the workflow ID, which each SDK builds from
 /// them (the harness's topic and group names have no `-`):
 /// `(partition field, offset field)` of the ID split on `-`.
-fn dbos_sql(coordinates: (u32, u32)) -> Sql {
+fn dbos_sql(coordinates: (u32, u32), kafka_id: fn(&str, &str, i32, i64) -> String) -> Sql {
     let table = "dbos.workflow_status";
     let (p, o) = coordinates;
     Sql {
@@ -120,6 +127,8 @@ fn dbos_sql(coordinates: (u32, u32)) -> Sql {
                     coalesce(completed_at, updated_at)::float8 \
              FROM {table} WHERE name = 'bench_message' AND status = 'SUCCESS'"
         ),
+        rows_with_ids: format!("SELECT count(*) FROM {table} WHERE workflow_uuid IN "),
+        kafka_id,
     }
 }
 
@@ -132,14 +141,14 @@ pub fn kafka() -> Vec<Contender> {
             launch: Launch::Peer("dbos-python-kafka"),
             database: "bench_kafka_dbos_python",
             // DBOS Python's ID: `kafka-unique-id-{topic}-{partition}-{group}-{offset}`.
-            sql: dbos_sql((5, 7)),
+            sql: dbos_sql((5, 7), |group, topic, p, o| format!("kafka-unique-id-{topic}-{p}-{group}-{o}")),
         },
         Contender {
             label: "dbos-ts",
             launch: Launch::Peer("dbos-ts-kafka"),
             database: "bench_kafka_dbos_ts",
             // kafkajs-receive's ID: `kafkajs-{topic}-{partition}-{group}-{offset}`.
-            sql: dbos_sql((3, 5)),
+            sql: dbos_sql((3, 5), |group, topic, p, o| format!("kafkajs-{topic}-{p}-{group}-{o}")),
         },
     ]
 }
@@ -148,6 +157,6 @@ pub fn kafka() -> Vec<Contender> {
 pub fn sqs() -> Vec<Contender> {
     vec![
         Contender { label: "exactly", launch: Launch::Exactly, database: "bench_sqs_exactly", sql: exactly_sql(consume::SQS_WORKFLOW) },
-        Contender { label: "dbos-ts", launch: Launch::Peer("dbos-ts-sqs"), database: "bench_sqs_dbos_ts", sql: dbos_sql((0, 0)) },
+        Contender { label: "dbos-ts", launch: Launch::Peer("dbos-ts-sqs"), database: "bench_sqs_dbos_ts", sql: dbos_sql((0, 0), |_, _, _, _| String::new()) },
     ]
 }
