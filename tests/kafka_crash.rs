@@ -63,6 +63,9 @@ async fn child_main() {
         .executor_id("kafka-worker")
         .kafka(kafka_common::settings())
         .shutdown_timeout(Duration::from_secs(10))
+        // Held back, the receiver leaves messages unrecorded while workflows run, so
+        // that a kill finds both (it ingests far faster than the workflows finish).
+        .max_running(20)
         .launch()
         .await
         .expect("child launch");
