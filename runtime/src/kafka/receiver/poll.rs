@@ -138,7 +138,19 @@ impl Receiver {
             }
             timeout = Duration::ZERO;
         }
+        self.unpause_new_assignment();
         batch
+    }
+
+    /// After a rebalance while not paused: resumes the whole assignment. librdkafka
+    /// keeps a partition's pause across a revoke and a new assignment, so a partition
+    /// paused during an insert, revoked, and assigned again before the receiver
+    /// resumed (it resumes the assignment it has then, which was empty) would stay
+    /// paused for good: consumed no more, and no error to show it.
+    fn unpause_new_assignment(&mut self) {
+        if !self.paused && self.consumer.context().rebalanced.swap(false, AtomicOrdering::SeqCst) {
+            self.resume_assignment();
+        }
     }
 
     /// Inserts the batch's rows, retrying until it succeeds. False if the receiver
