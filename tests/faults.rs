@@ -307,6 +307,31 @@ impl Config {
     }
 
     /// The schedule: `counts` faults of each kind at random times over `window`.
+    /// A workload's messages (scaled), its producing window at `rate` a second and
+    /// its fault schedule, announced with what replays it.
+    fn plan(
+        &self,
+        workload: &str,
+        rng: &mut Rng,
+        messages: usize,
+        rate: f64,
+        counts: &[(Kind, usize)],
+        workers: usize,
+    ) -> (usize, Duration, Vec<Fault>) {
+        let messages = self.scaled(messages);
+        let window = Duration::from_secs_f64(messages as f64 / rate);
+        let schedule = self.schedule(rng, counts, window, workers);
+        say(&format!(
+            "faults: {workload} workload, mode={} seed={} messages={messages} over {window:?}, {} faults (replay: EXACTLY_FAULTS={} EXACTLY_FAULTS_SEED={})",
+            self.mode,
+            self.seed,
+            schedule.len(),
+            self.mode,
+            self.seed
+        ));
+        (messages, window, schedule)
+    }
+
     fn schedule(&self, rng: &mut Rng, counts: &[(Kind, usize)], window: Duration, workers: usize) -> Vec<Fault> {
         let mut faults = Vec::new();
         let window_ms = window.as_millis() as u64;
@@ -831,18 +856,8 @@ fn kafka_workload_under_faults() {
     } else {
         (2_000, 40.0, [(Kind::Kill, 5), (Kind::Broker, 2), (Kind::Db, 2), (Kind::Rebalance, 3)], 180)
     };
-    let messages = config.scaled(messages);
-    let window = Duration::from_secs_f64(messages as f64 / rate);
     let workers = 2;
-    let schedule = config.schedule(&mut rng, &counts, window, workers);
-    say(&format!(
-        "faults: kafka workload, mode={} seed={} messages={messages} over {window:?}, {} faults (replay: EXACTLY_FAULTS={} EXACTLY_FAULTS_SEED={})",
-        config.mode,
-        config.seed,
-        schedule.len(),
-        config.mode,
-        config.seed
-    ));
+    let (messages, window, schedule) = config.plan("kafka", &mut rng, messages, rate, &counts, workers);
     common::block_on(async move {
         let (url, pool) = prepare_database("exactly_faults_kafka").await;
         let topic = kafka_common::unique("exactly-faults");
@@ -958,18 +973,8 @@ fn sqs_workload_under_faults() {
     } else {
         (800, 25.0, [(Kind::Kill, 4), (Kind::Db, 2)], 180)
     };
-    let messages = config.scaled(messages);
-    let window = Duration::from_secs_f64(messages as f64 / rate);
     let workers = 2;
-    let schedule = config.schedule(&mut rng, &counts, window, workers);
-    say(&format!(
-        "faults: sqs workload, mode={} seed={} messages={messages} over {window:?}, {} faults (replay: EXACTLY_FAULTS={} EXACTLY_FAULTS_SEED={})",
-        config.mode,
-        config.seed,
-        schedule.len(),
-        config.mode,
-        config.seed
-    ));
+    let (messages, window, schedule) = config.plan("sqs", &mut rng, messages, rate, &counts, workers);
     common::block_on(async move {
         let (url, pool) = prepare_database("exactly_faults_sqs").await;
         let client = sqs_support::client();
