@@ -242,7 +242,16 @@ pub async fn batch_run(c: &Contender, o: &Options, topic: &str, group: &str, e2e
     // every row costs the server more with every row, and slows what it measures);
     // then the full count, which is the measurement: it is less than N only if a
     // system inserted a partition's messages out of order.
-    poll_until(&mut watch, &mut consumer, &last_rows, last.len() as u64, started, o, "last rows").await?;
+    if let Err(e) = poll_until(&mut watch, &mut consumer, &last_rows, last.len() as u64, started, o, "last rows").await {
+        // A system too slow to get there: report how many rows it did record.
+        return Err(match e.downcast::<super::GaveUp>() {
+            Ok(gave_up) => {
+                let done = watch.count(&c.sql.rows).await?.max(0) as u64;
+                Box::new(super::GaveUp { done, want: o.messages, what: "rows".to_owned(), ..*gave_up })
+            }
+            Err(other) => other,
+        });
+    }
     let ingest = poll_until(&mut watch, &mut consumer, &c.sql.rows, o.messages, started, o, "rows").await?;
     let e2e = match e2e {
         true => Some(poll_until(&mut watch, &mut consumer, &c.sql.success, o.messages, started, o, "SUCCESS rows").await?),
