@@ -258,3 +258,17 @@ pub fn max_overlap(intervals: &[(i64, i64)]) -> usize {
     }
     max as usize
 }
+
+/// Polls `check` every 50 ms until it returns true; panics with `what` after `timeout`.
+#[allow(dead_code)] // not every test binary waits this way
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

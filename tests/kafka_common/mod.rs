@@ -4,7 +4,6 @@
 //! one binary. Test binaries declare `mod common; mod kafka_common;`.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
-use std::future::Future;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -141,18 +140,8 @@ pub fn numbered(tag: &str, n: usize, keys: usize) -> Vec<(Option<String>, Vec<u8
         .collect()
 }
 
-/// Polls `check` until it returns true, or panics after `timeout` with `what`.
-pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+#[allow(unused_imports)] // not every test binary waits this way
+pub use crate::common::wait_until;
 
 /// (workflow ID, status) of the workflows whose ID starts with `prefix`, by ID.
 /// Retried for a while on error: a test may read while PostgreSQL restarts.

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use exactly::sqs::aws_sdk_sqs::config::interceptors::BeforeSerializationInterceptorContextRef;
 use exactly::sqs::aws_sdk_sqs::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region};
@@ -129,18 +129,8 @@ pub async fn messages_left(client: &Client, url: &str) -> usize {
         .sum()
 }
 
-/// Polls `check` every 50 ms until it returns true; panics with `what` after `timeout`.
-pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+#[allow(unused_imports)] // not every test binary waits this way
+pub use crate::common::wait_until;
 
 /// A port nothing listens on (bound and released at once).
 pub fn free_port() -> u16 {
