@@ -307,8 +307,8 @@ impl Config {
     }
 
     /// The schedule: `counts` faults of each kind at random times over `window`.
-    /// A workload's messages (scaled), its producing window at `rate` a second and
-    /// its fault schedule, announced with what replays it.
+    /// A workload's messages (scaled) and its fault schedule over the producing
+    /// window at `rate` a second, announced with what replays it.
     fn plan(
         &self,
         workload: &str,
@@ -317,7 +317,7 @@ impl Config {
         rate: f64,
         counts: &[(Kind, usize)],
         workers: usize,
-    ) -> (usize, Duration, Vec<Fault>) {
+    ) -> (usize, Vec<Fault>) {
         let messages = self.scaled(messages);
         let window = Duration::from_secs_f64(messages as f64 / rate);
         let schedule = self.schedule(rng, counts, window, workers);
@@ -329,7 +329,7 @@ impl Config {
             self.mode,
             self.seed
         ));
-        (messages, window, schedule)
+        (messages, schedule)
     }
 
     fn schedule(&self, rng: &mut Rng, counts: &[(Kind, usize)], window: Duration, workers: usize) -> Vec<Fault> {
@@ -857,7 +857,7 @@ fn kafka_workload_under_faults() {
         (2_000, 40.0, [(Kind::Kill, 5), (Kind::Broker, 2), (Kind::Db, 2), (Kind::Rebalance, 3)], 180)
     };
     let workers = 2;
-    let (messages, window, schedule) = config.plan("kafka", &mut rng, messages, rate, &counts, workers);
+    let (messages, schedule) = config.plan("kafka", &mut rng, messages, rate, &counts, workers);
     common::block_on(async move {
         let (url, pool) = prepare_database("exactly_faults_kafka").await;
         let topic = kafka_common::unique("exactly-faults");
@@ -974,7 +974,7 @@ fn sqs_workload_under_faults() {
         (800, 25.0, [(Kind::Kill, 4), (Kind::Db, 2)], 180)
     };
     let workers = 2;
-    let (messages, window, schedule) = config.plan("sqs", &mut rng, messages, rate, &counts, workers);
+    let (messages, schedule) = config.plan("sqs", &mut rng, messages, rate, &counts, workers);
     common::block_on(async move {
         let (url, pool) = prepare_database("exactly_faults_sqs").await;
         let client = sqs_support::client();
