@@ -158,9 +158,16 @@ fn a_step_is_retried_until_it_succeeds_and_recorded_once() {
     })
 }
 
+#[step]
+async fn after_the_wait() -> exactly::Result<()> {
+    common::side_effect(shared().runtime.pool(), &exactly::workflow_id().unwrap(), "after-the-wait").await;
+    Ok(())
+}
+
 #[workflow]
 async fn slow(ms: u64) -> exactly::Result<u64> {
     tokio::time::sleep(Duration::from_millis(ms)).await;
+    after_the_wait().await?;
     Ok(ms)
 }
 
@@ -168,10 +175,29 @@ async fn slow(ms: u64) -> exactly::Result<u64> {
 fn a_workflow_over_its_timeout_is_cancelled() {
     common::block_on(async {
         let rt = &shared().runtime;
-        let err = slow(5_000).with_id("slow-1").with_timeout(Duration::from_millis(100)).await.unwrap_err();
+        let err = slow(1_000).with_id("slow-1").with_timeout(Duration::from_millis(100)).await.unwrap_err();
         assert!(matches!(&err, Error::WorkflowNotCompleted { status: WorkflowState::Cancelled, .. }), "{err:?}");
-        assert_eq!(rt.status("slow-1").await.unwrap().unwrap().state, WorkflowState::Cancelled);
+        let status = rt.status("slow-1").await.unwrap().unwrap();
+        assert_eq!(status.state, WorkflowState::Cancelled);
+        assert!(status.error.as_deref().is_some_and(|e| e.contains("timed out after 100ms")), "{:?}", status.error);
+        // The body stopped at its timeout: the step after the wait never runs.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert_eq!(common::side_effect_count(rt.pool(), "slow-1", "after-the-wait").await, 0);
+
         assert_eq!(slow(10).with_id("slow-2").with_timeout(Duration::from_secs(30)).await.unwrap(), 10);
+        assert_eq!(common::side_effect_count(rt.pool(), "slow-2", "after-the-wait").await, 1);
+    })
+}
+
+#[test]
+fn a_handle_reads_the_status_while_running_and_after() {
+    common::block_on(async {
+        let handle = slow(400).with_id("slow-status").start().await.unwrap();
+        let running = handle.status().await.unwrap();
+        assert_eq!((running.id.as_str(), running.state, running.output), ("slow-status", WorkflowState::Pending, None));
+        assert_eq!(handle.result().await.unwrap(), 400);
+        let done = shared().runtime.status("slow-status").await.unwrap().unwrap();
+        assert_eq!((done.state, done.output.as_deref()), (WorkflowState::Success, Some("400")));
     })
 }
 

@@ -144,7 +144,7 @@ impl ArgList {
         input.parse::<Token![=]>()?;
         let value: Expr = input.parse()?;
         if self.seen.contains(&key) {
-            self.errors.at(span, format!("`{key}` set multiple times"));
+            self.errors.at(span, format!("`{key}` is set more than once; keep one of them"));
         } else {
             self.seen.push(key);
             *slot = self.errors.ok(convert(&value, key));

@@ -218,7 +218,7 @@ impl Parse for ConsumerArgs {
                 continue;
             }
             if seen.contains(&name) {
-                errors.spanned(&key, format!("`{name}` set multiple times"));
+                errors.spanned(&key, format!("`{name}` is set more than once; keep one of them"));
                 continue;
             }
             seen.push(name.clone());

@@ -124,7 +124,7 @@ fn workflow_signature_errors_are_all_reported_with_the_item() {
         errors,
         [
             "unknown attribute `nmae`; expected one of: `name`, `max_recovery_attempts`",
-            "`name` set multiple times",
+            "`name` is set more than once; keep one of them",
             "a workflow must be an `async fn`: it runs as a durable task that awaits its steps; write `async fn`",
             "a workflow cannot take `self`: on recovery it is started again from its recorded arguments alone, so it must be a free function; pass what it needs as arguments",
             "workflow arguments are recorded as JSON and decoded again on recovery, so they must be owned values: take `String` instead of `&str`",

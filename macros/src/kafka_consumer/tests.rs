@@ -80,9 +80,9 @@ fn every_misuse_is_reported_in_one_compile() {
     assert!(errors[4].contains("`ordering` expects `\"partition\"`"), "{errors:#?}");
     assert!(errors[5].contains("`batch_size` must be an integer literal between 1 and 10000"), "{errors:#?}");
     assert!(errors[6].contains("`config` expects the path of a function"), "{errors:#?}");
-    assert!(errors[7].contains("`group` set multiple times"), "{errors:#?}");
+    assert!(errors[7].contains("`group` is set more than once; keep one of them"), "{errors:#?}");
     let (_, errors) = run(r#""t", group = "a", group = "b""#, ON_ORDER);
-    assert_eq!(errors, ["`group` set multiple times"]);
+    assert_eq!(errors, ["`group` is set more than once; keep one of them"]);
 }
 
 #[test]

@@ -125,7 +125,7 @@ fn unknown_and_repeated_keys_are_all_reported() {
     let (out, errors) = run(r#"queue = "x", batch_size = 2, batch_size = 3, wait_time_s = 21"#, ON_JOB);
     assert_eq!(errors.len(), 3, "{errors:?}");
     assert!(errors[0].starts_with("unknown attribute `queue`; expected one of: `queue_url`, `key`"), "{errors:?}");
-    assert_eq!(errors[1], "`batch_size` set multiple times");
+    assert_eq!(errors[1], "`batch_size` is set more than once; keep one of them");
     assert!(errors[2].contains("`wait_time_s` must be between 0 and 20"), "{errors:?}");
     // The workflow is still emitted, so it keeps compiling in the IDE.
     assert_contains(&out, ON_JOB);
