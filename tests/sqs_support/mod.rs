@@ -210,3 +210,104 @@ impl Counter {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+/// (workflow ID, status) of every workflow of queue `name`, by ID.
+pub async fn workflows(pool: &sqlx::PgPool, name: &str) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT workflow_id, status FROM exactly.workflow_status WHERE starts_with(workflow_id, $1) ORDER BY workflow_id",
+    )
+    .bind(format!("sqs:{name}:"))
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// How many workflows of queue `name` are in `status`.
+pub async fn count(pool: &sqlx::PgPool, name: &str, status: &str) -> usize {
+    workflows(pool, name).await.iter().filter(|(_, s)| s == status).count()
+}
+
+/// The `public.side_effects` table of `common::side_effect`, in a test's own database.
+pub async fn create_side_effects(pool: &sqlx::PgPool) {
+    sqlx::raw_sql(
+        "CREATE TABLE public.side_effects (workflow_id TEXT NOT NULL, step TEXT NOT NULL, n INTEGER NOT NULL,
+                                           PRIMARY KEY (workflow_id, step))",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// Asks a child process to shut down, as a service manager does (SIGTERM).
+pub fn terminate(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success(), "kill -TERM {}", child.id());
+}
+
+/// A TCP front between SQS clients and the SQS-API server at `upstream`
+/// (`host:port`): while cut, it refuses nothing but drops every connection it
+/// accepts and the ones it forwards, as a network partition or a restarting load
+/// balancer does; restored, it forwards again. moto keeps its queues meanwhile,
+/// which restarting moto itself would lose.
+pub struct SqsFront {
+    pub port: u16,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    /// Bumped on each cut, so forwarding tasks of earlier connections end.
+    epoch: Arc<AtomicUsize>,
+    /// Connections accepted while cut (and dropped).
+    pub refused: Arc<AtomicUsize>,
+}
+
+impl SqsFront {
+    pub async fn start(upstream: String) -> SqsFront {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let front = SqsFront {
+            port,
+            cut: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            epoch: Arc::new(AtomicUsize::new(0)),
+            refused: Arc::new(AtomicUsize::new(0)),
+        };
+        let (cut, epoch, refused) = (front.cut.clone(), front.epoch.clone(), front.refused.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { continue };
+                if cut.load(Ordering::SeqCst) {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                    drop(client);
+                    continue;
+                }
+                let (upstream, epoch) = (upstream.clone(), epoch.clone());
+                tokio::spawn(async move {
+                    let mine = epoch.load(Ordering::SeqCst);
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                    let forward = tokio::io::copy_bidirectional(&mut client, &mut server);
+                    let cut_off = async {
+                        while epoch.load(Ordering::SeqCst) == mine {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = forward => {}
+                        _ = cut_off => {} // both sockets dropped mid-request
+                    }
+                });
+            }
+        });
+        front
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Drops the open connections and every new one until [`restore`](Self::restore).
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
