@@ -14,9 +14,18 @@ exactly::queue!(static PARTITIONED = "q_partition", partition_concurrency = 1);
 exactly::queue!(static SERIAL = "q_priority", concurrency = 1);
 exactly::queue!(static DEDUP = "q_dedup", concurrency = 1);
 exactly::queue!(static TWO_PER_PROCESS = "q_worker", worker_concurrency = 2);
+exactly::queue!(static STARVE = "q_starve", partition_concurrency = 1);
+exactly::queue!(static UNKNOWN = "q_unknown", concurrency = 1);
+exactly::queue!(static FIFO = "q_fifo", concurrency = 1);
+exactly::queue!(static DEDUP_RUNNING = "q_dedup_running");
+exactly::queue!(static DEDUP_RACE = "q_dedup_race");
 
 /// Known only to the children of the kill test, so only they dispatch it.
 const VICTIM_QUEUE: &str = "q_victim";
+/// Known only to the child of the NOTIFY test.
+const NOTIFY_QUEUE: &str = "q_notify";
+/// Known only to the children of the crash-loop test.
+const CRASH_QUEUE: &str = "q_crash";
 
 const CHILD_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -136,8 +145,11 @@ async fn worker_main(role: &str) {
     let prefix = std::env::var("WAIT_PREFIX").unwrap();
     let n: i64 = std::env::var("WAIT_COUNT").unwrap().parse().unwrap();
     if role == "victim" {
+        // The odd ones on no queue: a peer hands them to the internal queue.
         for i in 0..n {
-            two_effects(3_000).with_id(format!("{prefix}{i}")).with_queue(VICTIM_QUEUE).start().await.unwrap();
+            let call = two_effects(3_000).with_id(format!("{prefix}{i}"));
+            let call = if i % 2 == 0 { call.with_queue(VICTIM_QUEUE) } else { call };
+            call.start().await.unwrap();
         }
         // Hold them: every first step recorded, every workflow still PENDING here.
         loop {
@@ -241,6 +253,8 @@ fn a_rate_limit_of_ten_per_second_holds_in_every_window() {
         }
         let span = starts.last().unwrap() - starts.first().unwrap();
         assert!(span >= 2_000_000, "32 starts at 10/s need at least 3 windows, took {span} us");
+        let processes: std::collections::HashSet<i32> = intervals(prefix).await.iter().map(|r| r.3).collect();
+        assert!(processes.len() >= 2, "only one process claimed from the rate-limited queue: {processes:?}");
     })
 }
 
@@ -275,6 +289,8 @@ fn partition_concurrency_one_is_serial_per_key_and_parallel_across_keys() {
         }
         let all: Vec<_> = runs.iter().map(|r| (r.1, r.2)).collect();
         assert!(common::max_overlap(&all) >= 2, "different partitions never ran in parallel");
+        let processes: std::collections::HashSet<i32> = runs.iter().map(|r| r.3).collect();
+        assert!(processes.len() >= 2, "only one process claimed from the partitioned queue: {processes:?}");
     })
 }
 
@@ -403,7 +419,18 @@ fn kill_9_of_the_executor_holding_work_hands_it_to_another_exactly_once() {
             let id = format!("{prefix}{i}");
             let status = shared().runtime.status(&id).await.unwrap().unwrap();
             assert_eq!(status.state, exactly::WorkflowState::Success, "{id}");
-            assert_eq!(status.executor_id.as_deref(), Some("rescuer"), "{id}");
+            if i % 2 == 0 {
+                assert_eq!(status.executor_id.as_deref(), Some("rescuer"), "{id}");
+            } else {
+                // Every runtime dispatches the internal queue: the rescuer or this process.
+                assert_ne!(status.executor_id.as_deref(), Some("victim"), "{id}");
+                let queue: Option<String> = sqlx::query_scalar("SELECT queue_name FROM exactly.workflow_status WHERE workflow_id = $1")
+                    .bind(&id)
+                    .fetch_one(pool())
+                    .await
+                    .unwrap();
+                assert_eq!(queue.as_deref(), Some("_exactly_internal"), "{id}: not taken over through the internal queue");
+            }
             assert_eq!(common::side_effect_count(pool(), &id, "first").await, 1, "{id}: the first step ran again");
             assert_eq!(common::side_effect_count(pool(), &id, "second").await, 1, "{id}");
         }
@@ -518,5 +545,290 @@ fn work_handed_back_to_a_queue_declared_elsewhere_leaves_the_dispatcher_idle() {
         assert!(stdout.contains("FOREIGN_DONE"), "the child did not finish: {stdout}");
         let status = shared().runtime.status("foreign-0").await.unwrap().unwrap();
         assert_eq!(status.state, exactly::WorkflowState::Enqueued, "left for an executor that declares its queue");
+    })
+}
+
+/// Waits until workflow `id` is in `state`, for at most `within`; panics naming
+/// the state it is in otherwise.
+async fn wait_for_state(id: &str, state: exactly::WorkflowState, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let now = shared().runtime.status(id).await.unwrap().map(|s| s.state);
+        if now == Some(state) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "`{id}` is {now:?} after {within:?}, expected {state:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The child's part of the NOTIFY test: a dispatcher that polls only every 30 s
+/// must still start work enqueued on an idle queue at once.
+async fn notify_main() {
+    let rt = Runtime::builder()
+        .executor_id("notify")
+        .queue(Queue::new(NOTIFY_QUEUE))
+        .dispatch_poll_interval(Duration::from_secs(30))
+        .launch()
+        .await
+        .expect("child launch");
+    // Past the dispatcher's first look at every queue: it now waits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let enqueued = std::time::Instant::now();
+    let handle = timed(1).with_id("notify-0").with_queue(NOTIFY_QUEUE).start().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), handle.result()).await.expect("not started within 5 s").unwrap();
+    println!("NOTIFY_DONE {}", enqueued.elapsed().as_millis());
+    rt.shutdown().await.unwrap();
+}
+
+#[test]
+fn an_enqueue_wakes_an_idle_dispatcher_by_notify_not_by_its_poll() {
+    common::block_on(async {
+        if common::child_role().is_some() {
+            return notify_main().await;
+        }
+        create_tables().await;
+        let test = "an_enqueue_wakes_an_idle_dispatcher_by_notify_not_by_its_poll";
+        let env = [("EXACTLY_DATABASE_URL", shared().url.as_str())];
+        let mut child = common::spawn_child(test, "notify", &env);
+        assert!(common::wait_exit(&mut child, Duration::from_secs(60)).success(), "the child failed");
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+        let line = stdout.lines().find(|l| l.contains("NOTIFY_DONE")).unwrap_or_else(|| panic!("no NOTIFY_DONE: {stdout}"));
+        let ms: u64 = line.rsplit(' ').next().unwrap().trim().parse().unwrap();
+        assert!(ms < 2_000, "an enqueue on an idle queue took {ms} ms to run with a 30 s poll: NOTIFY did not wake the dispatcher");
+    })
+}
+
+#[test]
+fn a_free_partition_runs_behind_more_than_a_thousand_rows_of_a_full_one() {
+    common::block_on(async {
+        create_tables().await;
+        let prefix = "starve-";
+        let busy = |id: String, ms: u64| timed(ms).with_id(id).on_queue(&STARVE).with_partition_key("busy");
+        // The blocker fills the busy partition; 1,100 rows queue up behind it.
+        busy(format!("{prefix}blocker"), 8_000).start().await.unwrap();
+        wait_for_state(&format!("{prefix}blocker"), exactly::WorkflowState::Pending, Duration::from_secs(5)).await;
+        let mut starts = tokio::task::JoinSet::new();
+        for i in 0..1_100 {
+            starts.spawn(busy(format!("{prefix}busy-{i}"), 0).start());
+        }
+        while let Some(started) = starts.join_next().await {
+            started.unwrap().unwrap();
+        }
+        let free = format!("{prefix}free");
+        timed(1).with_id(&free).on_queue(&STARVE).with_partition_key("free").start().await.unwrap();
+        wait_for_state(&free, exactly::WorkflowState::Success, Duration::from_secs(4)).await;
+        let blocker = shared().runtime.status(&format!("{prefix}blocker")).await.unwrap().unwrap();
+        assert_eq!(blocker.state, exactly::WorkflowState::Pending, "the free partition waited for the busy one");
+    })
+}
+
+#[test]
+fn a_workflow_this_program_does_not_register_is_left_on_its_queue_not_claimed() {
+    common::block_on(async {
+        create_tables().await;
+        // First in line on a queue of concurrency 1: claimed, it would hold the slot.
+        sqlx::raw_sql(
+            "INSERT INTO exactly.workflow_status (workflow_id, name, status, inputs, app_version, queue_name)
+             VALUES ('unknown-foreign', 'elsewhere::w', 'ENQUEUED', '[]', '0', 'q_unknown')",
+        )
+        .execute(pool())
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await; // a dispatcher round or two
+        timed(1).with_id("unknown-mine").on_queue(&UNKNOWN).start().await.unwrap();
+        wait_for_state("unknown-mine", exactly::WorkflowState::Success, Duration::from_secs(5)).await;
+        let (status, executor, claimed): (String, Option<String>, bool) = sqlx::query_as(
+            "SELECT status, executor_id, started_at IS NOT NULL FROM exactly.workflow_status WHERE workflow_id = 'unknown-foreign'",
+        )
+        .fetch_one(pool())
+        .await
+        .unwrap();
+        assert_eq!((status.as_str(), executor, claimed), ("ENQUEUED", None, false), "left for an executor that registers it");
+    })
+}
+
+/// Crashes the process that runs it, every time.
+#[workflow]
+async fn crash_every_time() -> exactly::Result<()> {
+    assert!(in_child(), "only the crash test's children dispatch its queue");
+    std::process::exit(3)
+}
+
+/// The child's part of the crash-loop test: executor `CHILD_EXECUTOR` takes the
+/// crashing workflow over from the previous (dead) child, unless it has ended.
+async fn crash_main() {
+    let executor = std::env::var("CHILD_EXECUTOR").unwrap();
+    let rt = Runtime::builder()
+        .executor_id(&executor)
+        .queue(Queue::new(CRASH_QUEUE))
+        .max_recovery_attempts(1)
+        .heartbeat_interval(Duration::from_millis(200))
+        .executor_timeout(Duration::from_millis(1000))
+        .launch()
+        .await
+        .expect("child launch");
+    if executor == "crash-0" {
+        crash_every_time().with_id("crash-loop").with_queue(CRASH_QUEUE).start().await.unwrap();
+    }
+    loop {
+        let status = rt.status("crash-loop").await.unwrap().unwrap();
+        if status.state.is_terminal() {
+            println!("CRASH_DONE {:?}", status.state);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    rt.shutdown().await.unwrap();
+}
+
+#[test]
+fn a_workflow_crashing_every_executor_ends_max_recovery_attempts_exceeded() {
+    common::block_on(async {
+        if common::child_role().is_some() {
+            return crash_main().await;
+        }
+        let test = "a_workflow_crashing_every_executor_ends_max_recovery_attempts_exceeded";
+        // One child after another, each on an executor of its own; with
+        // max_recovery_attempts = 1 the third one gives the workflow up.
+        let mut crashed = 0;
+        for i in 0..6 {
+            let executor = format!("crash-{i}");
+            let env = [("EXACTLY_DATABASE_URL", shared().url.as_str()), ("CHILD_EXECUTOR", executor.as_str())];
+            let mut child = common::spawn_child(test, "crash", &env);
+            if common::wait_exit(&mut child, Duration::from_secs(30)).success() {
+                break;
+            }
+            crashed += 1;
+        }
+        let status = shared().runtime.status("crash-loop").await.unwrap().unwrap();
+        assert_eq!(status.state, exactly::WorkflowState::MaxRecoveryAttemptsExceeded, "after {crashed} crashed executors");
+        assert_eq!(crashed, 2, "the first execution and one recovery crash; the next claim gives up");
+    })
+}
+
+#[test]
+fn a_running_workflow_holds_its_deduplication_id() {
+    common::block_on(async {
+        create_tables().await;
+        let prefix = "dedup-running-";
+        let holder = timed(1_000).with_id(format!("{prefix}a")).on_queue(&DEDUP_RUNNING).with_deduplication_id("job-1");
+        let holder = holder.start().await.unwrap();
+        wait_for_state(&format!("{prefix}a"), exactly::WorkflowState::Pending, Duration::from_secs(5)).await;
+        let err = timed(1).with_id(format!("{prefix}b")).on_queue(&DEDUP_RUNNING).with_deduplication_id("job-1").start().await;
+        match err {
+            Err(Error::Deduplicated { holder, .. }) => assert_eq!(holder, format!("{prefix}a")),
+            other => panic!("expected Deduplicated while the holder runs, got {other:?}"),
+        }
+        holder.result().await.unwrap();
+        timed(1).with_id(format!("{prefix}c")).on_queue(&DEDUP_RUNNING).with_deduplication_id("job-1").await.unwrap();
+    })
+}
+
+/// The holder of a deduplication ID finishes between the start's conflicting
+/// insert and its lookup of the holder: the ID is free, so the start must succeed.
+/// Table locks order the race: the holder's insert is uncommitted while the start
+/// inserts (which waits on it); an exclusive lock, queued behind both, finishes the
+/// holder after the conflict and before the lookup can read.
+#[test]
+fn a_deduplication_id_freed_during_the_conflict_is_taken() {
+    use sqlx::Connection;
+    common::block_on(async {
+        create_tables().await;
+        let mut holder = sqlx::PgConnection::connect(&shared().url).await.unwrap();
+        let mut finisher = sqlx::PgConnection::connect(&shared().url).await.unwrap();
+        let observer = shared().pool();
+        sqlx::raw_sql(
+            "BEGIN;
+             INSERT INTO exactly.workflow_status (workflow_id, name, status, inputs, app_version, queue_name, deduplication_id)
+             VALUES ('race-holder', 'elsewhere::w', 'ENQUEUED', '[]', '0', 'q_dedup_race', 'race');",
+        )
+        .execute(&mut holder)
+        .await
+        .unwrap();
+        let start = tokio::spawn(timed(1).with_id("race-b").on_queue(&DEDUP_RACE).with_deduplication_id("race").start());
+        let waiting = |sql: &'static str| {
+            let observer = observer.clone();
+            async move {
+                for _ in 0..500 {
+                    if sqlx::query_scalar::<_, bool>(sql).fetch_one(&observer).await.unwrap() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                panic!("never waiting: {sql}");
+            }
+        };
+        waiting(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+                 AND wait_event = 'transactionid' AND query LIKE '%INSERT INTO workflow_status%')",
+        )
+        .await;
+        let finish = tokio::spawn(async move {
+            sqlx::raw_sql(
+                "BEGIN;
+                 LOCK TABLE exactly.workflow_status IN ACCESS EXCLUSIVE MODE;
+                 UPDATE exactly.workflow_status SET status = 'SUCCESS' WHERE workflow_id = 'race-holder';
+                 COMMIT;",
+            )
+            .execute(&mut finisher)
+            .await
+            .unwrap();
+        });
+        waiting(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND NOT granted
+                 AND relation = 'exactly.workflow_status'::regclass)",
+        )
+        .await;
+        sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+        finish.await.unwrap();
+        let started = start.await.unwrap();
+        assert!(started.is_ok(), "the start was refused though the holder had finished: {:?}", started.err());
+        wait_for_state("race-b", exactly::WorkflowState::Success, Duration::from_secs(10)).await;
+    })
+}
+
+#[test]
+fn equal_priorities_run_in_creation_order() {
+    common::block_on(async {
+        create_tables().await;
+        let prefix = "fifo-";
+        timed(300).with_id(format!("{prefix}blocker")).on_queue(&FIFO).start().await.unwrap();
+        let ids: Vec<String> = (0..6).map(|i| format!("{prefix}{i}")).collect();
+        for id in &ids {
+            timed(5).with_id(id).on_queue(&FIFO).start().await.unwrap();
+        }
+        wait_for_successes(prefix, 7).await;
+        let order: Vec<String> = sqlx::query_scalar(
+            "SELECT workflow_id FROM exactly.workflow_status WHERE workflow_id LIKE $1 || '%' AND workflow_id <> $1 || 'blocker'
+             ORDER BY started_at",
+        )
+        .bind(prefix)
+        .fetch_all(pool())
+        .await
+        .unwrap();
+        assert_eq!(order, ids);
+    })
+}
+
+#[test]
+fn a_queue_declared_twice_with_different_limits_fails_launch() {
+    common::block_on(async {
+        let err = Runtime::builder()
+            .database_url(&shared().url)
+            .executor_id("twice")
+            .queue(Queue::new("q_concurrency").concurrency(4))
+            .launch()
+            .await
+            .err()
+            .expect("launch must fail");
+        match &err {
+            Error::Registration(message) => {
+                assert!(message.contains("queue `q_concurrency` is declared twice"), "{message}");
+                assert!(message.contains("queues.rs") && message.contains("the runtime builder (concurrency = 4)"), "{message}");
+            }
+            other => panic!("expected a registration error, got {other:?}"),
+        }
     })
 }

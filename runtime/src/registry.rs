@@ -129,6 +129,11 @@ impl Registry {
         self.workflows.get(name).copied()
     }
 
+    /// The durable names of the registered workflows.
+    pub(crate) fn names(&self) -> Vec<&'static str> {
+        self.workflows.keys().copied().collect()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.workflows.len()
     }

@@ -116,6 +116,7 @@ async fn wait_for_signal() -> Result<()> {
 /// | database connect timeout (ms) | `EXACTLY_DB_CONNECT_TIMEOUT_MS` | `10000` |
 /// | heartbeat interval (ms) | `EXACTLY_HEARTBEAT_INTERVAL_MS` | `1000` |
 /// | executor timeout (ms) | `EXACTLY_EXECUTOR_TIMEOUT_MS` | `10000` |
+/// | dispatcher poll interval (ms) | `EXACTLY_DISPATCH_POLL_MS` | `200` |
 #[derive(Debug, Default, Clone)]
 pub struct RuntimeBuilder {
     database_url: Option<String>,
@@ -131,6 +132,7 @@ pub struct RuntimeBuilder {
     queues: Vec<Queue>,
     heartbeat_interval: Option<Duration>,
     executor_timeout: Option<Duration>,
+    dispatch_poll_interval: Option<Duration>,
     #[cfg(feature = "sqs")]
     sqs: crate::sqs::SqsSettings,
     #[cfg(feature = "kafka")]
@@ -224,6 +226,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How often the queue dispatcher looks at every queue without being woken
+    /// (default 200 ms). It wakes at once on a NOTIFY when work is enqueued and when
+    /// one of its own queued workflows ends; the poll picks up slots freed by other
+    /// processes and rate-limit windows that moved on.
+    pub fn dispatch_poll_interval(mut self, interval: Duration) -> Self {
+        self.dispatch_poll_interval = Some(interval);
+        self
+    }
+
     /// Adds an SQS receiver: defaults (client or client factory, queue URL, key
     /// function, workflow queue) for the consumers that use it, and consumers of its
     /// own. See [`SqsReceiver`](crate::sqs::SqsReceiver).
@@ -282,6 +293,10 @@ impl RuntimeBuilder {
                 heartbeat.timeout, heartbeat.interval
             )));
         }
+        let dispatch_poll = pick_ms(self.dispatch_poll_interval, "EXACTLY_DISPATCH_POLL_MS", dispatch::POLL.as_millis() as u64)?;
+        if dispatch_poll.is_zero() {
+            return Err(Error::Config("the dispatcher poll interval (EXACTLY_DISPATCH_POLL_MS) must be positive".into()));
+        }
         let store = Store::connect(&store_config).await?;
         let engine = Engine::new(store, registry, queues, config);
         engine.install()?;
@@ -294,7 +309,7 @@ impl RuntimeBuilder {
             }
         }
         tokio::spawn(heartbeat::run(engine.clone(), heartbeat));
-        tokio::spawn(dispatch::run(engine.clone()));
+        tokio::spawn(dispatch::run(engine.clone(), dispatch_poll));
         #[cfg(feature = "sqs")]
         if let Err(e) = crate::sqs::start(&engine, &self.sqs).await {
             engine.shutdown(Duration::ZERO).await; // so that a corrected launch may follow

@@ -16,10 +16,12 @@ use crate::workflow::engine::Engine;
 /// Most rows claimed by one query.
 const CLAIM_BATCH: u32 = 500;
 
-/// How often to look again without a wake-up.
+/// How often to look again without a wake-up, unless configured
+/// ([`RuntimeBuilder::dispatch_poll_interval`](crate::RuntimeBuilder::dispatch_poll_interval)).
 pub(crate) const POLL: Duration = Duration::from_millis(200);
 
-pub(crate) async fn run(engine: Arc<Engine>) {
+/// Runs the dispatcher; `poll` is how often it looks at every queue without a wake-up.
+pub(crate) async fn run(engine: Arc<Engine>, poll: Duration) {
     let mut listener = listen(&engine).await;
     let mut queues: Vec<_> = engine.queues.values().cloned().collect();
     queues.sort_by_key(|q| q.name);
@@ -30,8 +32,12 @@ pub(crate) async fn run(engine: Arc<Engine>) {
     let mut delay = Duration::from_millis(50);
     while !engine.is_shutting_down() {
         let mut failed = false;
+        if let Err(e) = engine.hand_back_unstarted().await {
+            tracing::warn!(error = %e, "exactly: dispatcher cannot hand claimed workflows back; retrying");
+            failed = true;
+        }
         for queue in &queues {
-            if !due.contains(queue.name) {
+            if failed || !due.contains(queue.name) {
                 continue;
             }
             // Within the queue's per-process limit and the process's `max_running`.
@@ -40,7 +46,7 @@ pub(crate) async fn run(engine: Arc<Engine>) {
                 due.remove(queue.name); // a slot freed here wakes it again, or the poll
                 continue;
             }
-            let claimed = match engine.store.claim(queue, &engine.config.executor_id, want).await {
+            let claimed = match engine.store.claim(queue, &engine.config.executor_id, &engine.runnable, want).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::warn!(queue = queue.name, error = %e, "exactly: dispatcher cannot claim; retrying");
@@ -53,7 +59,7 @@ pub(crate) async fn run(engine: Arc<Engine>) {
                 due.remove(queue.name);
             }
             if let Err(e) = engine.run_claimed(claimed).await {
-                // The rows are PENDING for this executor: recovery runs them if this fails.
+                // The rows it could not start are back on the queue (or retried above).
                 tracing::warn!(queue = queue.name, error = %e, "exactly: could not start claimed workflows");
                 failed = true;
             }
@@ -65,7 +71,7 @@ pub(crate) async fn run(engine: Arc<Engine>) {
         }
         delay = Duration::from_millis(50);
         if due.is_empty() {
-            wait_for_work(&engine, &mut listener, &mut due, &all).await;
+            wait_for_work(&engine, &mut listener, &mut due, &all, poll).await;
         }
     }
 }
@@ -90,7 +96,13 @@ async fn listen(engine: &Engine) -> Option<PgListener> {
 /// Waits for a NOTIFY (work enqueued on a queue, by any process), a local wake-up
 /// (a slot of a queue freed here) or the poll interval, whichever comes first, and
 /// adds the queues it concerns to `due`.
-async fn wait_for_work(engine: &Engine, listener: &mut Option<PgListener>, due: &mut HashSet<String>, all: &HashSet<String>) {
+async fn wait_for_work(
+    engine: &Engine,
+    listener: &mut Option<PgListener>,
+    due: &mut HashSet<String>,
+    all: &HashSet<String>,
+    poll: Duration,
+) {
     let notified = async {
         match listener {
             Some(listener) => match listener.try_recv().await {
@@ -113,7 +125,7 @@ async fn wait_for_work(engine: &Engine, listener: &mut Option<PgListener>, due: 
             None => due.extend(all.iter().cloned()),
         },
         _ = engine.dispatch_woken() => {}
-        _ = tokio::time::sleep(POLL) => due.extend(all.iter().cloned()),
+        _ = tokio::time::sleep(poll) => due.extend(all.iter().cloned()),
     }
     // Work handed back to a queue this process does not declare is for others.
     due.extend(engine.take_due_queues().into_iter().filter(|q| all.contains(q)));

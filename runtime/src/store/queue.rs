@@ -1,8 +1,6 @@
 //! SQL of durable queues: claiming ENQUEUED rows within the queue's limits, executor
 //! heartbeats, and handing a dead executor's work back to the queues.
 
-use std::collections::HashMap;
-
 use sqlx::Row;
 
 use super::{PendingWorkflow, Store};
@@ -11,9 +9,6 @@ use crate::queue::{INTERNAL_QUEUE, Queue};
 
 /// The NOTIFY channel on which new ENQUEUED rows are announced (payload: the queue).
 pub(crate) const ENQUEUED_CHANNEL: &str = "exactly_enqueued";
-
-/// How many ENQUEUED rows a partitioned claim looks at to fill its slots.
-const PARTITION_SCAN: i64 = 1000;
 
 /// A workflow this executor just claimed from a queue.
 pub(crate) struct Claimed {
@@ -26,17 +21,41 @@ const CLAIM_SET: &str = "SET status = 'PENDING', executor_id = $2, started_at = 
         updated_at = clock_timestamp(), recovery_attempts = recovery_attempts + 1,
         deadline = COALESCE(deadline, clock_timestamp() + timeout_ms * interval '1 millisecond')";
 
+/// Up to `$3` ENQUEUED workflows of queue `$1` named in `$4`, in priority then
+/// creation order, such that no partition key runs more than `$5` at once: each
+/// partition with free slots offers its first rows, however many rows of full
+/// partitions come before them. (It ranks every ENQUEUED row of the queue, one
+/// index scan, where a fixed-size window of the first rows would starve the
+/// partitions behind a full one.)
+const PICK_BY_PARTITION: &str = "
+    WITH running AS (
+        SELECT COALESCE(partition_key, '') AS key, count(*) AS n FROM workflow_status
+        WHERE queue_name = $1 AND status = 'PENDING' GROUP BY 1
+    ), ranked AS (
+        SELECT workflow_id, priority, seq, COALESCE(partition_key, '') AS key,
+               row_number() OVER (PARTITION BY COALESCE(partition_key, '') ORDER BY priority, seq) AS rank
+        FROM workflow_status
+        WHERE queue_name = $1 AND status = 'ENQUEUED' AND name = ANY($4)
+          AND COALESCE(partition_key, '') <> ALL(ARRAY(SELECT key FROM running WHERE n >= $5))
+    )
+    SELECT workflow_id FROM ranked LEFT JOIN running USING (key)
+    WHERE rank <= $5 - COALESCE(running.n, 0)
+    ORDER BY priority, seq
+    LIMIT $3";
+
 const CLAIM_RETURNING: &str = "RETURNING workflow_id, name, inputs::text AS inputs, recovery_attempts, queue_name,
         (EXTRACT(EPOCH FROM (deadline - clock_timestamp())) * 1000)::bigint AS remaining_ms";
 
 impl Store {
     /// Moves up to `want` ENQUEUED workflows of `queue` to PENDING for `executor`,
-    /// in priority then creation order, within the queue's global limits.
+    /// in priority then creation order, within the queue's global limits. Only
+    /// workflows named in `runnable` (those this program registers) are claimed:
+    /// the others stay ENQUEUED for an executor that can run them.
     ///
     /// Queues with a global limit serialize their claims on an advisory lock, so the
     /// count of running (or recently started) workflows cannot change between the
     /// check and the claim; queues without one claim with `SKIP LOCKED` only.
-    pub async fn claim(&self, queue: &Queue, executor: &str, want: u32) -> Result<Vec<Claimed>> {
+    pub async fn claim(&self, queue: &Queue, executor: &str, runnable: &[&str], want: u32) -> Result<Vec<Claimed>> {
         let fail = |e| Error::db(format!("claiming workflows from queue `{}`", queue.name), e);
         let mut tx = self.pool.begin().await.map_err(fail)?;
         let mut allowed = i64::from(want);
@@ -78,7 +97,7 @@ impl Store {
                 "UPDATE workflow_status {CLAIM_SET}
                  WHERE workflow_id = ANY(ARRAY(
                      SELECT workflow_id FROM workflow_status
-                     WHERE queue_name = $1 AND status = 'ENQUEUED'
+                     WHERE queue_name = $1 AND status = 'ENQUEUED' AND name = ANY($4)
                      ORDER BY priority, seq
                      LIMIT $3
                      FOR UPDATE SKIP LOCKED))
@@ -87,23 +106,24 @@ impl Store {
             .bind(queue.name)
             .bind(executor)
             .bind(allowed)
+            .bind(runnable)
             .fetch_all(&mut *tx)
             .await
             .map_err(fail)?,
-            Some(per_partition) => {
-                let ids = pick_by_partition(&mut tx, queue.name, per_partition, allowed).await.map_err(fail)?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE workflow_status {CLAIM_SET}
-                     WHERE workflow_id = ANY($3) AND queue_name = $1 AND status = 'ENQUEUED'
-                     {CLAIM_RETURNING}"
-                )))
-                .bind(queue.name)
-                .bind(executor)
-                .bind(ids)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(fail)?
-            }
+            // The advisory lock serializes these claims: no SKIP LOCKED needed.
+            Some(per_partition) => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE workflow_status {CLAIM_SET}
+                 WHERE workflow_id = ANY(ARRAY({PICK_BY_PARTITION}))
+                 {CLAIM_RETURNING}"
+            )))
+            .bind(queue.name)
+            .bind(executor)
+            .bind(allowed)
+            .bind(runnable)
+            .bind(i64::from(per_partition))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(fail)?,
         };
         tx.commit().await.map_err(fail)?;
         Ok(rows
@@ -119,6 +139,30 @@ impl Store {
                 attempts: row.get("recovery_attempts"),
             })
             .collect())
+    }
+
+    /// Hands workflows that `executor` claimed but did not start back to their
+    /// queues: ENQUEUED again, the claim's attempt, start time and deadline undone,
+    /// announced by NOTIFY. Rows no longer PENDING for `executor` are left alone.
+    pub async fn release(&self, executor: &str, ids: &[String]) -> Result<()> {
+        sqlx::query(
+            "WITH released AS (
+                 UPDATE workflow_status
+                 SET status = 'ENQUEUED', executor_id = NULL, started_at = NULL, updated_at = clock_timestamp(),
+                     recovery_attempts = recovery_attempts - 1,
+                     deadline = CASE WHEN recovery_attempts <= 1 THEN NULL ELSE deadline END
+                 WHERE workflow_id = ANY($2) AND status = 'PENDING' AND executor_id = $1
+                 RETURNING queue_name
+             )
+             SELECT pg_notify($3, queue_name) FROM (SELECT DISTINCT queue_name FROM released) AS queues",
+        )
+        .bind(executor)
+        .bind(ids)
+        .bind(ENQUEUED_CHANNEL)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| Error::db(format!("handing {} claimed workflows back to their queues", ids.len()), e))?;
+        Ok(())
     }
 
     /// The workflow that holds a deduplication ID on a queue, if any.
@@ -195,45 +239,4 @@ impl Store {
         tx.commit().await.map_err(fail)?;
         Ok(queues)
     }
-}
-
-/// Chooses up to `allowed` ENQUEUED workflows in priority order such that no
-/// partition key runs more than `per_partition` at once.
-async fn pick_by_partition(
-    tx: &mut sqlx::PgConnection,
-    queue: &str,
-    per_partition: u32,
-    allowed: i64,
-) -> std::result::Result<Vec<String>, sqlx::Error> {
-    let running: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT COALESCE(partition_key, ''), count(*) FROM workflow_status
-         WHERE queue_name = $1 AND status = 'PENDING' GROUP BY 1",
-    )
-    .bind(queue)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut slots: HashMap<String, i64> =
-        running.into_iter().map(|(key, n)| (key, i64::from(per_partition) - n)).collect();
-    let candidates: Vec<(String, String)> = sqlx::query_as(
-        "SELECT workflow_id, COALESCE(partition_key, '') FROM workflow_status
-         WHERE queue_name = $1 AND status = 'ENQUEUED'
-         ORDER BY priority, seq
-         LIMIT $2",
-    )
-    .bind(queue)
-    .bind(PARTITION_SCAN)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut picked = Vec::new();
-    for (id, key) in candidates {
-        if picked.len() as i64 >= allowed {
-            break;
-        }
-        let free = slots.entry(key).or_insert(i64::from(per_partition));
-        if *free > 0 {
-            *free -= 1;
-            picked.push(id);
-        }
-    }
-    Ok(picked)
 }

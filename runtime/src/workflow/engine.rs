@@ -14,7 +14,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use crate::error::{Error, Result};
 use crate::queue::{INTERNAL_QUEUE, Queue};
 use crate::registry::{Registry, WorkflowSpec};
-use crate::store::{Claimed, Finish, NewWorkflow, Outcome, StepRecord, Store, WorkflowState, error_json};
+use crate::store::{Claimed, Finish, NewWorkflow, Outcome, PendingWorkflow, StepRecord, Store, WorkflowState, error_json};
 use crate::workflow::call::StartOptions;
 use crate::workflow::context::{self, WorkflowContext};
 
@@ -35,6 +35,8 @@ pub(crate) struct EngineConfig {
 pub(crate) struct Engine {
     pub store: Store,
     pub registry: Registry,
+    /// The names in `registry`: the dispatcher claims only workflows it can run.
+    pub runnable: Vec<&'static str>,
     pub config: EngineConfig,
     /// The declared queues, by name.
     pub queues: HashMap<&'static str, Queue>,
@@ -44,6 +46,9 @@ pub(crate) struct Engine {
     /// work was handed back to a queue; `due_queues` says which queues to look at.
     dispatch_wakeup: Notify,
     due_queues: Mutex<HashSet<String>>,
+    /// Claimed workflows that could not be started nor handed back to their queue
+    /// yet (the database was unreachable); the dispatcher retries.
+    unstarted: Mutex<Vec<String>>,
     /// The tokio runtime the engine was launched on: workflows run there, whichever
     /// runtime their caller is on.
     tasks: tokio::runtime::Handle,
@@ -91,12 +96,14 @@ impl Engine {
     pub fn new(store: Store, registry: Registry, queues: HashMap<&'static str, Queue>, config: EngineConfig) -> Arc<Engine> {
         Arc::new(Engine {
             store,
+            runnable: registry.names(),
             registry,
             config,
             queues,
             queue_running: Mutex::new(HashMap::new()),
             dispatch_wakeup: Notify::new(),
             due_queues: Mutex::new(HashSet::new()),
+            unstarted: Mutex::new(Vec::new()),
             tasks: tokio::runtime::Handle::current(),
             waiters: Mutex::new(HashMap::new()),
             running: AtomicUsize::new(0),
@@ -162,14 +169,18 @@ impl Engine {
             partition_key: options.partition_key.clone(),
             deduplication_id: options.deduplication_id.clone(),
         };
-        let inserted = match self.store.writer.insert(row).await {
-            Ok(inserted) => inserted,
-            Err(e) if is_deduplication_conflict(&e) => {
-                let (queue, dedup) = (options.queue.unwrap_or_default(), options.deduplication_id.unwrap_or_default());
-                let holder = self.store.deduplication_holder(&queue, &dedup).await?.unwrap_or_else(|| "<finished since>".into());
-                return Err(Error::Deduplicated { queue, deduplication_id: dedup, holder });
+        let inserted = loop {
+            match self.store.writer.insert(row.clone()).await {
+                Ok(inserted) => break inserted,
+                Err(e) if is_deduplication_conflict(&e) => {
+                    let (queue, dedup) = (row.queue.clone().unwrap_or_default(), row.deduplication_id.clone().unwrap_or_default());
+                    if let Some(holder) = self.store.deduplication_holder(&queue, &dedup).await? {
+                        return Err(Error::Deduplicated { queue, deduplication_id: dedup, holder });
+                    }
+                    // The holder finished between the insert and the lookup: the ID is free again.
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         };
         if inserted && queued {
             return Ok(Started { id, completion: None });
@@ -357,29 +368,14 @@ impl Engine {
         self.resume(pending).await
     }
 
-    async fn resume(self: &Arc<Self>, pending: Vec<(crate::store::PendingWorkflow, i32)>) -> Result<usize> {
+    async fn resume(self: &Arc<Self>, pending: Vec<(PendingWorkflow, i32)>) -> Result<usize> {
         let mut resumed = 0;
         for (workflow, attempts) in pending {
             let Some(spec) = self.registry.get(&workflow.name) else {
                 tracing::warn!(workflow_id = %workflow.id, name = %workflow.name, "exactly: cannot recover a workflow this program does not register; left PENDING");
                 continue;
             };
-            let max = spec.max_recovery_attempts.unwrap_or(self.config.max_recovery_attempts);
-            if attempts as i64 > max as i64 + 1 {
-                let message = format!(
-                    "workflow `{}` was started {} times without completing (more than 1 + max_recovery_attempts = {}); its inputs are kept for inspection",
-                    workflow.id,
-                    attempts - 1,
-                    max
-                );
-                tracing::error!(workflow_id = %workflow.id, "exactly: {message}");
-                let finish = Finish {
-                    id: workflow.id.clone(),
-                    status: WorkflowState::MaxRecoveryAttemptsExceeded.as_str(),
-                    output: None,
-                    error: Some(error_json(&message)),
-                };
-                self.store.writer.finish(finish).await?;
+            if self.give_up_if_exhausted(spec, &workflow, attempts).await? {
                 continue;
             }
             let recorded = self.store.steps(&workflow.id).await?;
@@ -389,6 +385,32 @@ impl Engine {
             resumed += 1;
         }
         Ok(resumed)
+    }
+
+    /// Ends a workflow as MAX_RECOVERY_ATTEMPTS_EXCEEDED, its inputs kept, if its
+    /// executions have been started more than `1 + max_recovery_attempts` times
+    /// (by any executors: recovery at launch and claims from a queue both count).
+    /// Returns whether it did.
+    async fn give_up_if_exhausted(&self, spec: &WorkflowSpec, workflow: &PendingWorkflow, attempts: i32) -> Result<bool> {
+        let max = spec.max_recovery_attempts.unwrap_or(self.config.max_recovery_attempts);
+        if attempts as i64 <= max as i64 + 1 {
+            return Ok(false);
+        }
+        let message = format!(
+            "workflow `{}` was started {} times without completing (more than 1 + max_recovery_attempts = {}); its inputs are kept for inspection",
+            workflow.id,
+            attempts - 1,
+            max
+        );
+        tracing::error!(workflow_id = %workflow.id, "exactly: {message}");
+        let finish = Finish {
+            id: workflow.id.clone(),
+            status: WorkflowState::MaxRecoveryAttemptsExceeded.as_str(),
+            output: None,
+            error: Some(error_json(&message)),
+        };
+        self.store.writer.finish(finish).await?;
+        Ok(true)
     }
 
     /// Registers work to run at the start of shutdown, before workflows drain (a
@@ -441,19 +463,57 @@ impl Engine {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
-    /// Runs workflows the dispatcher claimed from a queue.
+    /// Runs workflows the dispatcher claimed from a queue. If one cannot be started,
+    /// it and those after it go back to their queue rather than stay PENDING for
+    /// this live executor (holding their queue's slots) until its next launch.
     pub async fn run_claimed(self: &Arc<Self>, claimed: Vec<Claimed>) -> Result<()> {
-        for Claimed { workflow, attempts } in claimed {
-            let Some(spec) = self.registry.get(&workflow.name) else {
-                tracing::warn!(workflow_id = %workflow.id, name = %workflow.name, "exactly: claimed a workflow this program does not register; it stays PENDING for an executor that does");
-                continue;
-            };
-            // Only a workflow that ran before (and was handed back) has records.
-            let recorded = if attempts > 1 { self.store.steps(&workflow.id).await? } else { HashMap::new() };
-            let timeout = workflow.remaining_ms.map(|ms| Duration::from_millis(ms.max(0) as u64));
-            self.spawn(spec, workflow.id, workflow.inputs, recorded, timeout, workflow.queue);
+        let mut claimed = claimed.into_iter();
+        while let Some(Claimed { workflow, attempts }) = claimed.next() {
+            let id = workflow.id.clone();
+            if let Err(e) = self.run_one_claimed(workflow, attempts).await {
+                self.hand_back(std::iter::once(id).chain(claimed.map(|c| c.workflow.id)).collect()).await;
+                return Err(e);
+            }
         }
         Ok(())
+    }
+
+    async fn run_one_claimed(self: &Arc<Self>, workflow: PendingWorkflow, attempts: i32) -> Result<()> {
+        let Some(spec) = self.registry.get(&workflow.name) else {
+            // The claim takes only the names in `runnable`; this is a safety net.
+            tracing::warn!(workflow_id = %workflow.id, name = %workflow.name, "exactly: claimed a workflow this program does not register; handing it back to its queue for an executor that does");
+            self.hand_back(vec![workflow.id]).await;
+            return Ok(());
+        };
+        if self.give_up_if_exhausted(spec, &workflow, attempts).await? {
+            return Ok(());
+        }
+        // Only a workflow that ran before (and was handed back) has records.
+        let recorded = if attempts > 1 { self.store.steps(&workflow.id).await? } else { HashMap::new() };
+        let timeout = workflow.remaining_ms.map(|ms| Duration::from_millis(ms.max(0) as u64));
+        self.spawn(spec, workflow.id, workflow.inputs, recorded, timeout, workflow.queue);
+        Ok(())
+    }
+
+    /// Puts claimed workflows that were not started back on their queues; those
+    /// that cannot be put back now are kept for [`hand_back_unstarted`](Self::hand_back_unstarted).
+    async fn hand_back(&self, ids: Vec<String>) {
+        if let Err(e) = self.store.release(&self.config.executor_id, &ids).await {
+            tracing::warn!(error = %e, workflows = ids.len(), "exactly: could not hand claimed workflows back to their queue; retrying");
+            self.unstarted.lock().expect("unstarted poisoned").extend(ids);
+        }
+    }
+
+    /// Retries handing back the claimed workflows that [`run_claimed`](Self::run_claimed)
+    /// could neither start nor put back on their queue.
+    pub async fn hand_back_unstarted(&self) -> Result<()> {
+        let ids = std::mem::take(&mut *self.unstarted.lock().expect("unstarted poisoned"));
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.store.release(&self.config.executor_id, &ids).await.inspect_err(|_| {
+            self.unstarted.lock().expect("unstarted poisoned").extend(ids.iter().cloned());
+        })
     }
 
     /// Called before a step runs: once shutdown has begun, no new step starts; the
