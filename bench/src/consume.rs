@@ -5,7 +5,8 @@
 //! - `consume kafka --database-url U --bootstrap B --topic T --group G`: `exactly`
 //!   as an application uses it: a `#[workflow]` of one step, consuming the topic
 //!   through `register_kafka_consumer` (the topic is known only at run time) with the
-//!   receiver's defaults.
+//!   receiver's defaults. With `--queue bench.messages`, the consumer's `queue`
+//!   option sends the workflows through that durable queue (declared without limits).
 //! - `consume sqs --database-url U --queue-url Q`: the same workflow shape for SQS,
 //!   through `register_sqs_consumer`, with the receiver's defaults (batches of 10,
 //!   20 s long polling), the client from the environment (`AWS_ENDPOINT_URL_SQS`).
@@ -44,6 +45,8 @@ async fn sqs_message(message: SqsMessage) -> exactly::Result<u64> {
 /// The workflow names, for the harness's queries.
 pub const KAFKA_WORKFLOW: &str = "bench.kafka_message";
 pub const SQS_WORKFLOW: &str = "bench.sqs_message";
+/// The unlimited queue of `consume kafka --queue`.
+pub const BENCH_QUEUE: &str = "bench.messages";
 
 #[derive(Default)]
 struct Options {
@@ -52,6 +55,7 @@ struct Options {
     topic: Option<String>,
     group: Option<String>,
     queue_url: Option<String>,
+    queue: Option<String>,
     expect: Option<u64>,
     /// kafka-count: pause the assignment for this long after every 500 messages
     /// (what exactly's receiver does while it inserts a batch), to see what pausing costs.
@@ -68,6 +72,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, Error> {
             "--topic" => o.topic = Some(value()?),
             "--group" => o.group = Some(value()?),
             "--queue-url" => o.queue_url = Some(value()?),
+            "--queue" => o.queue = Some(value()?),
             "--expect" => o.expect = Some(value()?.parse()?),
             "--pause-ms" => o.pause_ms = Some(value()?.parse()?),
             other => return Err(format!("consume: unknown argument `{other}`").into()),
@@ -86,13 +91,20 @@ pub async fn main(mut args: impl Iterator<Item = String>) -> Result<(), Error> {
     let o = parse(args)?;
     match what.as_str() {
         "kafka" => {
-            let runtime = Runtime::builder()
+            let mut builder = Runtime::builder()
                 .database_url(need(&o.database_url, "--database-url")?)
                 .schema("exactly")
-                .kafka(KafkaSettings::new().bootstrap_servers(need(&o.bootstrap, "--bootstrap")?))
-                .launch()
-                .await?;
-            let options = KafkaConsumerOptions::new().group(need(&o.group, "--group")?);
+                .kafka(KafkaSettings::new().bootstrap_servers(need(&o.bootstrap, "--bootstrap")?));
+            let mut options = KafkaConsumerOptions::new().group(need(&o.group, "--group")?);
+            match o.queue.as_deref() {
+                Some(BENCH_QUEUE) => {
+                    builder = builder.queue(exactly::Queue::new(BENCH_QUEUE));
+                    options = options.queue(BENCH_QUEUE);
+                }
+                Some(other) => return Err(format!("consume: --queue {other}: only {BENCH_QUEUE} is declared").into()),
+                None => {}
+            }
+            let runtime = builder.launch().await?;
             exactly::register_kafka_consumer(kafka_message, [need(&o.topic, "--topic")?], options).await?;
             println!("READY");
             runtime.until_shutdown_signal().await?;

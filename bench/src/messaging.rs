@@ -82,12 +82,14 @@ impl Kind {
 struct Line {
     workload: String,
     kind: Kind,
-    /// exactly, dbos-python, dbos-ts (in the order of `COLUMNS`).
-    systems: [Cell; 3],
+    /// exactly, exactly-queued, dbos-python, dbos-ts (in the order of `COLUMNS`).
+    systems: [Cell; 4],
     ceiling: Cell,
 }
 
-const COLUMNS: [&str; 3] = ["exactly", "dbos-python", "dbos-ts"];
+const COLUMNS: [&str; 4] = ["exactly", "exactly-queued", "dbos-python", "dbos-ts"];
+/// The columns of exactly's own modes (the rest are the peers).
+const EXACTLY_MODES: usize = 2;
 
 fn not_applicable() -> Cell {
     Cell::Missing("n/a".to_owned())
@@ -139,15 +141,16 @@ pub async fn run(plan: &Plan) -> Result<String, Error> {
     if let Some(o) = &plan.sqs {
         run_sqs(plan, o, stamp, &mut lines).await?;
     }
-    let header = ["workload", "exactly", "dbos-python", "dbos-ts", "ceiling", "exactly / faster DBOS", "exactly / ceiling"];
+    let header = ["workload", "exactly", "exactly-queued", "dbos-python", "dbos-ts", "ceiling", "better exactly / faster DBOS", "better exactly / ceiling"];
     let rows: Vec<Vec<String>> = lines
         .iter()
         .map(|l| {
-            let exactly = l.systems[0].value();
-            let best = match l.kind {
-                Kind::Rate => l.systems[1..].iter().filter_map(Cell::value).reduce(f64::max),
-                _ => l.systems[1..].iter().filter_map(Cell::value).reduce(f64::min),
+            let (ours, peers) = l.systems.split_at(EXACTLY_MODES);
+            let better = |cells: &[Cell]| match l.kind {
+                Kind::Rate => cells.iter().filter_map(Cell::value).reduce(f64::max),
+                _ => cells.iter().filter_map(Cell::value).reduce(f64::min),
             };
+            let (exactly, best) = (better(ours), better(peers));
             let ratio = |other: Option<f64>| match (exactly, other) {
                 (Some(e), Some(o)) if e > 0.0 && o > 0.0 => format!("{:.2}x", l.kind.ratio(e, o)),
                 _ => "-".to_owned(),
@@ -165,7 +168,7 @@ pub async fn run(plan: &Plan) -> Result<String, Error> {
 
 /// Why a contender is not run, if it is not.
 fn skipped(plan: &Plan, c: &Contender) -> Option<Cell> {
-    if c.launch != peers::Launch::Exactly && !plan.peers {
+    if matches!(c.launch, peers::Launch::Peer(_)) && !plan.peers {
         return Some(Cell::Missing("not run (--peers none)".to_owned()));
     }
     c.unavailable().map(|why| {
@@ -177,7 +180,7 @@ fn skipped(plan: &Plan, c: &Contender) -> Option<Cell> {
 async fn run_kafka(plan: &Plan, o: &kafka::Options, stamp: u64, lines: &mut Vec<Line>) -> Result<(), Error> {
     let contenders = peers::kafka();
     let (n, p) = (o.messages, o.partitions);
-    let missing = || [not_applicable(), not_applicable(), not_applicable()];
+    let missing = || [not_applicable(), not_applicable(), not_applicable(), not_applicable()];
     if plan.ingest || plan.e2e {
         let topic = format!("bench_kafka_{stamp}");
         kafka::create_topic(&o.bootstrap, &topic, p).await?;
@@ -344,7 +347,7 @@ async fn run_kafka(plan: &Plan, o: &kafka::Options, stamp: u64, lines: &mut Vec<
 async fn run_sqs(plan: &Plan, o: &sqs::Options, stamp: u64, lines: &mut Vec<Line>) -> Result<(), Error> {
     let client = sqs::client().await?;
     let n = o.messages;
-    let mut e2e = [not_applicable(), not_applicable(), not_applicable()];
+    let mut e2e = [not_applicable(), not_applicable(), not_applicable(), not_applicable()];
     let mut rss = e2e.clone();
     for c in &peers::sqs() {
         let i = column(c.label);

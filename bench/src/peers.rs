@@ -33,6 +33,10 @@ pub struct Sql {
 pub enum Launch {
     /// This program's `consume kafka` / `consume sqs`.
     Exactly,
+    /// This program's `consume kafka --queue`: the receiver enqueues each message's
+    /// workflow on an unlimited durable queue and the dispatcher runs it (as DBOS
+    /// Python's batched enqueue does), so that storing is not paced by running.
+    ExactlyQueued,
     /// `bench/peers/run NAME`.
     Peer(&'static str),
 }
@@ -56,6 +60,10 @@ impl Contender {
             Launch::Exactly => {
                 let kind = if args.iter().any(|(k, _)| *k == "queue-url") { "sqs" } else { "kafka" };
                 (process::this_exe()?, ["consume".to_owned(), kind.to_owned()].into_iter().chain(flags).collect())
+            }
+            Launch::ExactlyQueued => {
+                let consume = ["consume", "kafka", "--queue", consume::BENCH_QUEUE].map(str::to_owned);
+                (process::this_exe()?, consume.into_iter().chain(flags).collect())
             }
             Launch::Peer(name) => (process::root().join("bench/peers/run"), std::iter::once(name.to_owned()).chain(flags).collect()),
         })
@@ -136,6 +144,12 @@ fn dbos_sql(coordinates: (u32, u32), kafka_id: fn(&str, &str, i32, i64) -> Strin
 pub fn kafka() -> Vec<Contender> {
     vec![
         Contender { label: "exactly", launch: Launch::Exactly, database: "bench_kafka_exactly", sql: exactly_sql(consume::KAFKA_WORKFLOW) },
+        Contender {
+            label: "exactly-queued",
+            launch: Launch::ExactlyQueued,
+            database: "bench_kafka_exactly_queued",
+            sql: exactly_sql(consume::KAFKA_WORKFLOW),
+        },
         Contender {
             label: "dbos-python",
             launch: Launch::Peer("dbos-python-kafka"),
