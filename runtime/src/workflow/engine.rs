@@ -22,6 +22,9 @@ use crate::workflow::context::{self, WorkflowContext};
 /// outside any workflow.
 static CURRENT: RwLock<Option<Arc<Engine>>> = RwLock::new(None);
 
+/// How long shutdown waits for the database pool's connections to come back.
+const POOL_CLOSE: Duration = Duration::from_secs(2);
+
 /// Engine-wide settings.
 #[derive(Debug, Clone)]
 pub(crate) struct EngineConfig {
@@ -555,7 +558,12 @@ impl Engine {
                 *current = None;
             }
         }
-        self.store.pool().close().await;
+        // Closing waits for every connection to come back; one held by a write that
+        // never answers (a lock held elsewhere, a server gone silent) would hold the
+        // shutdown for good. Its transaction rolls back when the connection drops.
+        if tokio::time::timeout(POOL_CLOSE, self.store.pool().close()).await.is_err() {
+            tracing::warn!(waited = ?POOL_CLOSE, "exactly: a database write did not return; shutting down without it (it rolls back)");
+        }
     }
 }
 
