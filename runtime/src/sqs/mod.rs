@@ -6,7 +6,11 @@
 //! long-poll up to 10 messages, insert their workflow rows in one transaction
 //! (`ON CONFLICT DO NOTHING`), and only then delete them in one call. The workflow
 //! ID is `sqs:{queue-name}:{message-id}`, or `sqs:{queue-name}:{key}` with a key
-//! function, so a redelivered message finds its row and starts nothing.
+//! function, so a redelivered message finds its row and starts nothing. A message
+//! the key function cannot name (it panics or returns an empty key) is recorded as
+//! rejected: an ERROR row for the internal workflow `exactly::sqs::rejected` under
+//! `sqs:{queue-name}:{message-id}`, keeping the message and the reason; then it is
+//! deleted like the others.
 //!
 //! Settings come from three levels: the consumer's own arguments, else its
 //! receiver's defaults ([`SqsReceiver`], given to the runtime builder), else the
@@ -22,6 +26,7 @@ mod launch;
 mod message;
 mod poll;
 mod receiver;
+mod rejected;
 mod send;
 
 pub use client::{ClientFactory, default_client, http_client};

@@ -21,6 +21,7 @@ use crate::workflow::engine::{BatchStart, Engine};
 use super::consumer::Ordering;
 use super::launch::Consumer;
 use super::message::SqsMessage;
+use super::rejected;
 
 /// How much longer than its long-polling wait a receive call may take before it is
 /// abandoned (a server that accepted the connection and went silent).
@@ -142,7 +143,8 @@ async fn receive(consumer: &Consumer) -> Result<Vec<aws_sdk_sqs::types::Message>
 }
 
 /// Stores one workflow row per message in one transaction, then deletes the
-/// messages (those whose row existed already too: they were redelivered).
+/// messages (those whose row existed already too: they were redelivered). A
+/// message that cannot be given to its workflow gets a rejected row instead.
 async fn handle(
     engine: &Arc<Engine>,
     consumer: &Consumer,
@@ -156,22 +158,37 @@ async fn handle(
             tracing::warn!(queue_url = %plan.queue_url, "exactly: SQS returned a message without an ID or receipt handle; skipped");
             continue;
         };
-        let Some(id) = workflow_id(consumer, &message) else { continue };
-        let inputs = crate::__private::encode_inputs(plan.workflow.name, &(&message,))?;
-        let partition_key = (plan.ordering == Ordering::Group)
-            .then(|| format!("{}:{}", plan.queue_name, message.group_id().unwrap_or(&message.message_id)));
         let source = serde_json::json!({
             "sqs": { "queue_url": plan.queue_url, "message_id": message.message_id, "group_id": message.group_id() }
         });
         receipts.push(message.receipt_handle.clone());
-        starts.push(BatchStart {
-            spec: plan.workflow,
-            id,
-            inputs,
-            queue: plan.workflow_queue.clone(),
-            partition_key,
-            source: Some(source.to_string()),
-        });
+        let start = match workflow_id(consumer, &message) {
+            Ok(id) => {
+                let inputs = crate::__private::encode_inputs(plan.workflow.name, &(&message,))?;
+                let partition_key = (plan.ordering == Ordering::Group)
+                    .then(|| format!("{}:{}", plan.queue_name, message.group_id().unwrap_or(&message.message_id)));
+                BatchStart {
+                    spec: plan.workflow,
+                    id,
+                    inputs,
+                    queue: plan.workflow_queue.clone(),
+                    partition_key,
+                    source: None,
+                }
+            }
+            Err(reason) => {
+                tracing::error!(consumer = %plan.describe, message_id = %message.message_id, reason, "exactly: SQS message rejected; recorded as an ERROR workflow and deleted");
+                BatchStart {
+                    spec: &rejected::REJECTED,
+                    id: format!("sqs:{}:{}", plan.queue_name, message.message_id),
+                    inputs: rejected::inputs(plan.workflow.name, &message, &reason),
+                    queue: None,
+                    partition_key: None,
+                    source: None,
+                }
+            }
+        };
+        starts.push(BatchStart { source: Some(source.to_string()), ..start });
     }
     if starts.is_empty() {
         return Ok(());
@@ -183,23 +200,30 @@ async fn handle(
     Ok(())
 }
 
-/// `sqs:{queue-name}:{message-id}`, or `sqs:{queue-name}:{key}` with a key function.
-/// None (the message is left for redelivery, and a dead-letter queue) if the key
-/// function panics or returns nothing.
-fn workflow_id(consumer: &Consumer, message: &SqsMessage) -> Option<String> {
+/// `sqs:{queue-name}:{message-id}`, or `sqs:{queue-name}:{key}` with a key function;
+/// or why the message cannot be given to its workflow: the key function panicked
+/// or returned nothing (the message is then recorded as rejected).
+fn workflow_id(consumer: &Consumer, message: &SqsMessage) -> Result<String, String> {
     let plan = &consumer.plan;
     let Some(key_fn) = &plan.key else {
-        return Some(format!("sqs:{}:{}", plan.queue_name, message.message_id));
+        return Ok(format!("sqs:{}:{}", plan.queue_name, message.message_id));
     };
     match std::panic::catch_unwind(AssertUnwindSafe(|| key_fn(message))) {
-        Ok(key) if !key.is_empty() => Some(format!("sqs:{}:{key}", plan.queue_name)),
-        Ok(_) => {
-            tracing::error!(consumer = %plan.describe, message_id = %message.message_id, "exactly: the key function returned an empty key; the message is left on the queue");
-            None
-        }
-        Err(_) => {
-            tracing::error!(consumer = %plan.describe, message_id = %message.message_id, "exactly: the key function panicked; the message is left on the queue");
-            None
+        Ok(key) if !key.is_empty() => Ok(format!("sqs:{}:{key}", plan.queue_name)),
+        Ok(_) => Err(format!(
+            "the key function of {} returned an empty key for SQS message `{}`; it was not given to its workflow",
+            plan.describe, message.message_id
+        )),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-text payload".to_owned());
+            Err(format!(
+                "the key function of {} panicked on SQS message `{}` ({what}); it was not given to its workflow",
+                plan.describe, message.message_id
+            ))
         }
     }
 }

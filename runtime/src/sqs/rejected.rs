@@ -1,0 +1,40 @@
+//! Messages that cannot be given to their workflow (the key function panicked or
+//! returned an empty key) are not left on the queue to come back forever: each gets
+//! a row under `sqs:{queue-name}:{message-id}`, for the internal workflow
+//! `exactly::sqs::rejected`, which ends at once as ERROR with the reason. The row
+//! keeps the whole message (with its coordinates in the source), so an operator can
+//! inspect it and send it again; the message is deleted once the row is durable, and
+//! a redelivery meanwhile finds the row and is deduplicated like any other.
+
+use futures_util::future::BoxFuture;
+
+use super::message::SqsMessage;
+use crate::registry::{Location, Outcome, WorkflowRegistration, WorkflowSpec};
+
+/// The durable name of the internal workflow of rejected messages.
+pub(crate) const NAME: &str = "exactly::sqs::rejected";
+
+pub(crate) static REJECTED: WorkflowSpec = WorkflowSpec {
+    name: NAME,
+    location: Location { file: file!(), line: line!() },
+    max_recovery_attempts: None,
+    invoke: reject,
+};
+inventory::submit! { WorkflowRegistration(&REJECTED) }
+
+fn reject(inputs: String) -> BoxFuture<'static, Outcome> {
+    Box::pin(async move {
+        let reason = serde_json::from_str::<serde_json::Value>(&inputs)
+            .ok()
+            .and_then(|v| v[0]["reason"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("rejected SQS message: {inputs}"));
+        Err(reason)
+    })
+}
+
+/// The inputs of a rejected message's row: the consumer's workflow, the reason and
+/// the message itself.
+pub(crate) fn inputs(workflow: &str, message: &SqsMessage, reason: &str) -> String {
+    let record = serde_json::json!({ "workflow": workflow, "reason": reason, "message": message });
+    serde_json::Value::Array(vec![record]).to_string()
+}
