@@ -29,8 +29,14 @@ const CRASH_QUEUE: &str = "q_crash";
 
 const CHILD_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// This process's runtime. It beats every 200 ms: the children declare an executor
+/// dead after 1 s of silence, which the default 1 s interval would cross now and
+/// then, handing this process's running workflows to a child mid-run.
 fn shared() -> &'static common::Shared {
-    common::shared("exactly_test_queues")
+    static SHARED: std::sync::OnceLock<common::Shared> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        common::launch_shared("exactly_test_queues", |_| async {}, |builder| builder.heartbeat_interval(Duration::from_millis(200)))
+    })
 }
 
 fn in_child() -> bool {
@@ -56,7 +62,11 @@ fn micros() -> i64 {
 async fn work(ms: u64) -> exactly::Result<()> {
     let started = micros();
     tokio::time::sleep(Duration::from_millis(ms)).await;
-    sqlx::query("INSERT INTO public.runs (workflow_id, pid, started_us, ended_us) VALUES ($1, $2, $3, $4)")
+    // The last execution wins: a process killed mid-step has its step run again elsewhere.
+    sqlx::query(
+        "INSERT INTO public.runs (workflow_id, pid, started_us, ended_us) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (workflow_id) DO UPDATE SET pid = $2, started_us = $3, ended_us = $4",
+    )
         .bind(exactly::workflow_id().unwrap())
         .bind(std::process::id() as i32)
         .bind(started)
@@ -563,9 +573,11 @@ async fn wait_for_state(id: &str, state: exactly::WorkflowState, within: Duratio
 }
 
 /// The child's part of the NOTIFY test: a dispatcher that polls only every 30 s
-/// must still start work enqueued on an idle queue at once.
+/// must still start work enqueued on an idle queue at once. In a schema of its
+/// own, so that it neither takes nor wakes for the other tests' work.
 async fn notify_main() {
     let rt = Runtime::builder()
+        .schema("notify_test")
         .executor_id("notify")
         .queue(Queue::new(NOTIFY_QUEUE))
         .dispatch_poll_interval(Duration::from_secs(30))
@@ -621,6 +633,12 @@ fn a_free_partition_runs_behind_more_than_a_thousand_rows_of_a_full_one() {
         wait_for_state(&free, exactly::WorkflowState::Success, Duration::from_secs(4)).await;
         let blocker = shared().runtime.status(&format!("{prefix}blocker")).await.unwrap().unwrap();
         assert_eq!(blocker.state, exactly::WorkflowState::Pending, "the free partition waited for the busy one");
+        // Spare the other tests' dispatchers the 1,100 claims.
+        sqlx::query("DELETE FROM exactly.workflow_status WHERE workflow_id LIKE $1 || 'busy-%' AND status = 'ENQUEUED'")
+            .bind(prefix)
+            .execute(pool())
+            .await
+            .unwrap();
     })
 }
 
@@ -657,10 +675,12 @@ async fn crash_every_time() -> exactly::Result<()> {
 }
 
 /// The child's part of the crash-loop test: executor `CHILD_EXECUTOR` takes the
-/// crashing workflow over from the previous (dead) child, unless it has ended.
+/// crashing workflow over from the previous (dead) child, unless it has ended. In
+/// a schema of its own, so that the crashes take none of the other tests' work.
 async fn crash_main() {
     let executor = std::env::var("CHILD_EXECUTOR").unwrap();
     let rt = Runtime::builder()
+        .schema("crash_test")
         .executor_id(&executor)
         .queue(Queue::new(CRASH_QUEUE))
         .max_recovery_attempts(1)
@@ -702,8 +722,11 @@ fn a_workflow_crashing_every_executor_ends_max_recovery_attempts_exceeded() {
             }
             crashed += 1;
         }
-        let status = shared().runtime.status("crash-loop").await.unwrap().unwrap();
-        assert_eq!(status.state, exactly::WorkflowState::MaxRecoveryAttemptsExceeded, "after {crashed} crashed executors");
+        let status: String = sqlx::query_scalar("SELECT status FROM crash_test.workflow_status WHERE workflow_id = 'crash-loop'")
+            .fetch_one(pool())
+            .await
+            .unwrap();
+        assert_eq!(status, "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "after {crashed} crashed executors");
         assert_eq!(crashed, 2, "the first execution and one recovery crash; the next claim gives up");
     })
 }
