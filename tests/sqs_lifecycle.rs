@@ -1,8 +1,9 @@
 //! SQS receivers across launches, each test with a runtime of its own (one at a
 //! time: a process runs one runtime): launch validation errors, a server that is
 //! unreachable at launch or goes away mid-stream (a private moto server, started
-//! and killed here), storing that takes long, deletes that fail, and bounded
-//! shutdown.
+//! and killed here), storing that takes long (the messages stay hidden from other
+//! receivers, for the consumer's own visibility timeout when it sets one), deletes
+//! that fail, and bounded shutdown.
 
 mod common;
 mod sqs_support;
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 use exactly::sqs::{Ordering, SqsConsumerOptions, SqsReceiver};
 use exactly::{Runtime, SqsMessage, workflow};
 use sqs_support::{
-    Moto, Requests, client, client_for, create_queue, free_port, messages_left, send, unique, wait_until,
+    Moto, Requests, assert_hidden, client, client_for, create_queue, free_port, held_inserts, messages_left, send,
+    unique, wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -166,7 +168,7 @@ async fn a_server_that_goes_away_mid_stream_is_waited_for_and_shutdown_stays_bou
     assert!(started.elapsed() < Duration::from_secs(3), "shutdown took {:?}", started.elapsed());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storing_that_takes_long_extends_the_messages_visibility() {
     let _one = ONE_RUNTIME.lock().await;
     let url = common::fresh_database("exactly_test_sqs_slow_store").await;
@@ -184,19 +186,45 @@ async fn storing_that_takes_long_extends_the_messages_visibility() {
     let mut lock = pool.begin().await.unwrap();
     sqlx::query("LOCK TABLE exactly.workflow_status IN SHARE MODE").execute(&mut *lock).await.unwrap();
     send(&sqs, &queue_url, "slow-store", None).await;
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    wait_until(WAIT, "the consumer's insert waits for the lock", || async { held_inserts(&pool).await > 0 }).await;
+    // Twice the queue's 2 s: without the extensions another receiver would get it.
+    assert_hidden(&client(), &queue_url, Duration::from_secs(4)).await;
     assert_eq!(executions("slow-store"), 0, "the insert waits for the lock");
     lock.commit().await.unwrap();
     wait_until(WAIT, "the message is processed", || async { executions("slow-store") == 1 }).await;
     wait_until(WAIT, "the queue is empty", || async { messages_left(&sqs, &queue_url).await == 0 }).await;
     assert!(requests.count("ChangeMessageVisibilityBatch") >= 2, "{requests:?}");
-    let inputs: serde_json::Value =
-        sqlx::query_scalar("SELECT inputs FROM exactly.workflow_status WHERE workflow_id LIKE $1")
-            .bind(format!("sqs:{name}:%"))
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!(inputs[0]["attributes"]["ApproximateReceiveCount"], "1");
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_s_own_visibility_timeout_overrides_the_queue_s() {
+    let _one = ONE_RUNTIME.lock().await;
+    let url = common::fresh_database("exactly_test_sqs_visibility").await;
+    let requests = Requests::default();
+    let sqs = client_for(&sqs_support::endpoint(), Some(requests.clone()));
+    let name = unique("visibility");
+    // The queue hides a received message for 1 s; the consumer asks for 30 s.
+    let queue_url = create_queue(&sqs, &name, 1).await;
+    let runtime = builder(&url)
+        .sqs_receiver(consumer(
+            SqsConsumerOptions::new().queue_url(&queue_url).client(sqs.clone()).visibility_timeout_s(30),
+        ))
+        .launch()
+        .await
+        .unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE exactly.workflow_status IN SHARE MODE").execute(&mut *lock).await.unwrap();
+    send(&sqs, &queue_url, "long-visibility", None).await;
+    wait_until(WAIT, "the consumer's insert waits for the lock", || async { held_inserts(&pool).await > 0 }).await;
+    // With the queue's 1 s the message would be visible again (or be extended every
+    // half second); with the consumer's 30 s it stays hidden, with no extension yet.
+    assert_hidden(&client(), &queue_url, Duration::from_secs(3)).await;
+    assert_eq!(requests.count("ChangeMessageVisibilityBatch"), 0, "30 s need no extension within 3 s");
+    lock.commit().await.unwrap();
+    wait_until(WAIT, "the message is processed", || async { executions("long-visibility") == 1 }).await;
+    wait_until(WAIT, "the queue is empty", || async { messages_left(&sqs, &queue_url).await == 0 }).await;
     runtime.shutdown().await.unwrap();
 }
 

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use exactly::sqs::{SqsConsumerOptions, SqsReceiver};
 use exactly::{Runtime, SqsMessage, register_sqs_consumer, step, workflow};
-use sqs_support::{KillOnDrop, client, count, create_queue, messages_left, send, unique, wait_until, workflows};
+use sqs_support::{
+    KillOnDrop, client, count, create_queue, held_inserts, messages_left, send, unique, wait_until, workflows,
+};
 
 const TEST: &str = "sigterm_mid_long_poll_and_mid_store_exits_promptly_and_loses_nothing";
 const WAIT: Duration = Duration::from_secs(60);
@@ -72,17 +74,6 @@ async fn terminate(child: &mut Child) -> Duration {
     asked.elapsed()
 }
 
-/// Connections of the database waiting for a lock on the workflow table: an insert
-/// held mid-store.
-async fn held_inserts(pool: &sqlx::PgPool) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'exactly.workflow_status'::regclass",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_long_poll_and_mid_store_exits_promptly_and_loses_nothing() {
     if common::child_role().is_some() {
@@ -121,10 +112,8 @@ async fn sigterm_mid_long_poll_and_mid_store_exits_promptly_and_loses_nothing() 
         sent.push(send(&sqs, &queue_url, &format!("after-{i}"), None).await);
     }
     let total = sent.len();
-    wait_until(WAIT, "every message's workflow succeeded", || async {
-        count(&pool, &name, "SUCCESS").await == total
-    })
-    .await;
+    wait_until(WAIT, "every message's workflow succeeded", || async { count(&pool, &name, "SUCCESS").await == total })
+        .await;
     wait_until(WAIT, "the queue is empty", || async { messages_left(&sqs, &queue_url).await == 0 }).await;
     let mut expected: Vec<String> = sent.iter().map(|id| format!("sqs:{name}:{id}")).collect();
     expected.sort();
@@ -191,6 +180,7 @@ async fn sigterm_with_an_insert_held_by_the_database_exits_within_the_grace() {
     let queue_url = create_queue(&sqs, &unique("shutdown-held"), 2).await;
     let env = [("EXACTLY_DATABASE_URL", url.as_str()), ("SQS_SHUTDOWN_QUEUE_URL", queue_url.as_str())];
     let mut worker = worker(HELD_TEST, &env);
-    let took = sigterm_mid_store(&mut worker.0, &pool, &sqs, &queue_url, &mut Vec::new(), Duration::from_secs(30)).await;
+    let took =
+        sigterm_mid_store(&mut worker.0, &pool, &sqs, &queue_url, &mut Vec::new(), Duration::from_secs(30)).await;
     assert!(took < Duration::from_secs(8), "shutdown with an insert held by the database took {took:?}");
 }

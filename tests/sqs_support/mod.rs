@@ -311,3 +311,26 @@ impl SqsFront {
         self.cut.store(false, Ordering::SeqCst);
     }
 }
+
+/// Connections waiting for a lock on the workflow table: a receiver's insert held
+/// mid-store by a test's `LOCK TABLE exactly.workflow_status`.
+pub async fn held_inserts(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'exactly.workflow_status'::regclass",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Receives from `url` with a plain client every 200 ms for `period`, and panics if
+/// anything arrives: what a consumer holds in flight stays hidden from the others.
+pub async fn assert_hidden(client: &Client, url: &str, period: Duration) {
+    let until = tokio::time::Instant::now() + period;
+    while tokio::time::Instant::now() < until {
+        let output = client.receive_message().queue_url(url).max_number_of_messages(10).send().await.unwrap();
+        let got = output.messages.unwrap_or_default();
+        assert!(got.is_empty(), "another receiver got {} message(s) the consumer holds in flight: {got:?}", got.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
