@@ -1,6 +1,8 @@
 //! SQL of durable queues: claiming ENQUEUED rows within the queue's limits, executor
 //! heartbeats, and handing a dead executor's work back to the queues.
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 
 use super::{PendingWorkflow, Store};
@@ -9,6 +11,10 @@ use crate::queue::{INTERNAL_QUEUE, Queue};
 
 /// The NOTIFY channel on which new ENQUEUED rows are announced (payload: the queue).
 pub(crate) const ENQUEUED_CHANNEL: &str = "exactly_enqueued";
+
+/// How many ENQUEUED rows a partitioned claim reads first, in claim order, to fill
+/// its slots; only if they leave slots free does it look at each partition's head.
+const PARTITION_SCAN: i64 = 1000;
 
 /// A workflow this executor just claimed from a queue.
 pub(crate) struct Claimed {
@@ -21,27 +27,42 @@ const CLAIM_SET: &str = "SET status = 'PENDING', executor_id = $2, started_at = 
         updated_at = clock_timestamp(), recovery_attempts = recovery_attempts + 1,
         deadline = COALESCE(deadline, clock_timestamp() + timeout_ms * interval '1 millisecond')";
 
-/// Up to `$3` ENQUEUED workflows of queue `$1` named in `$4`, in priority then
-/// creation order, such that no partition key runs more than `$5` at once: each
-/// partition with free slots offers its first rows, however many rows of full
-/// partitions come before them. (It ranks every ENQUEUED row of the queue, one
-/// index scan, where a fixed-size window of the first rows would starve the
-/// partitions behind a full one.)
-const PICK_BY_PARTITION: &str = "
-    WITH running AS (
-        SELECT COALESCE(partition_key, '') AS key, count(*) AS n FROM workflow_status
-        WHERE queue_name = $1 AND status = 'PENDING' GROUP BY 1
-    ), ranked AS (
-        SELECT workflow_id, priority, seq, COALESCE(partition_key, '') AS key,
-               row_number() OVER (PARTITION BY COALESCE(partition_key, '') ORDER BY priority, seq) AS rank
-        FROM workflow_status
-        WHERE queue_name = $1 AND status = 'ENQUEUED' AND name = ANY($4)
-          AND COALESCE(partition_key, '') <> ALL(ARRAY(SELECT key FROM running WHERE n >= $5))
+/// The first ENQUEUED rows of each partition of queue `$1`, named in `$2` and not in
+/// `$6`: as many as the partition has free slots (`$3` keys with `$4` free slots,
+/// `$5` for a key not listed), at most `$7` in all, in priority then creation order.
+/// The keys are found by a skip scan of `workflow_status_enqueued_partition` (one
+/// probe per key), so rows behind a long backlog of full partitions cost nothing
+/// to reach; rows without a key are one partition of their own.
+const PARTITION_HEADS: &str = "
+    WITH RECURSIVE slots AS (
+        SELECT * FROM UNNEST($3::text[], $4::int8[]) AS s(key, free)
+    ), keys AS (
+        (SELECT partition_key AS key FROM workflow_status
+         WHERE queue_name = $1 AND status = 'ENQUEUED' AND partition_key IS NOT NULL
+         ORDER BY partition_key LIMIT 1)
+        UNION ALL
+        SELECT (SELECT partition_key FROM workflow_status
+                WHERE queue_name = $1 AND status = 'ENQUEUED' AND partition_key > keys.key
+                ORDER BY partition_key LIMIT 1)
+        FROM keys WHERE keys.key IS NOT NULL
+    ), heads AS (
+        SELECT head.* FROM keys LEFT JOIN slots USING (key)
+        CROSS JOIN LATERAL (
+            SELECT workflow_id, priority, seq FROM workflow_status
+            WHERE queue_name = $1 AND status = 'ENQUEUED' AND partition_key = keys.key
+              AND name = ANY($2) AND workflow_id <> ALL($6)
+            ORDER BY priority, seq
+            LIMIT GREATEST(COALESCE(slots.free, $5), 0)
+        ) AS head
+        WHERE keys.key IS NOT NULL
+        UNION ALL
+        (SELECT workflow_id, priority, seq FROM workflow_status
+         WHERE queue_name = $1 AND status = 'ENQUEUED' AND partition_key IS NULL
+           AND name = ANY($2) AND workflow_id <> ALL($6)
+         ORDER BY priority, seq
+         LIMIT GREATEST((SELECT COALESCE(min(free), $5) FROM slots WHERE key = ''), 0))
     )
-    SELECT workflow_id FROM ranked LEFT JOIN running USING (key)
-    WHERE rank <= $5 - COALESCE(running.n, 0)
-    ORDER BY priority, seq
-    LIMIT $3";
+    SELECT workflow_id FROM heads ORDER BY priority, seq LIMIT $7";
 
 const CLAIM_RETURNING: &str = "RETURNING workflow_id, name, inputs::text AS inputs, recovery_attempts, queue_name,
         (EXTRACT(EPOCH FROM (deadline - clock_timestamp())) * 1000)::bigint AS remaining_ms";
@@ -110,20 +131,20 @@ impl Store {
             .fetch_all(&mut *tx)
             .await
             .map_err(fail)?,
-            // The advisory lock serializes these claims: no SKIP LOCKED needed.
-            Some(per_partition) => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE workflow_status {CLAIM_SET}
-                 WHERE workflow_id = ANY(ARRAY({PICK_BY_PARTITION}))
-                 {CLAIM_RETURNING}"
-            )))
-            .bind(queue.name)
-            .bind(executor)
-            .bind(allowed)
-            .bind(runnable)
-            .bind(i64::from(per_partition))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(fail)?,
+            Some(per_partition) => {
+                let ids = pick_by_partition(&mut tx, queue.name, runnable, per_partition, allowed).await.map_err(fail)?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE workflow_status {CLAIM_SET}
+                     WHERE workflow_id = ANY($3) AND queue_name = $1 AND status = 'ENQUEUED'
+                     {CLAIM_RETURNING}"
+                )))
+                .bind(queue.name)
+                .bind(executor)
+                .bind(ids)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(fail)?
+            }
         };
         tx.commit().await.map_err(fail)?;
         Ok(rows
@@ -239,4 +260,66 @@ impl Store {
         tx.commit().await.map_err(fail)?;
         Ok(queues)
     }
+}
+
+/// Chooses up to `allowed` ENQUEUED workflows in priority order such that no
+/// partition key runs more than `per_partition` at once. The first
+/// [`PARTITION_SCAN`] rows usually fill the slots; when they do not and more rows
+/// lie behind them, each partition's head is read (rows of free partitions may wait
+/// behind a long backlog of full ones).
+async fn pick_by_partition(
+    tx: &mut sqlx::PgConnection,
+    queue: &str,
+    runnable: &[&str],
+    per_partition: u32,
+    allowed: i64,
+) -> std::result::Result<Vec<String>, sqlx::Error> {
+    let running: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT COALESCE(partition_key, ''), count(*) FROM workflow_status
+         WHERE queue_name = $1 AND status = 'PENDING' GROUP BY 1",
+    )
+    .bind(queue)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut slots: HashMap<String, i64> =
+        running.into_iter().map(|(key, n)| (key, i64::from(per_partition) - n)).collect();
+    let candidates: Vec<(String, String)> = sqlx::query_as(
+        "SELECT workflow_id, COALESCE(partition_key, '') FROM workflow_status
+         WHERE queue_name = $1 AND status = 'ENQUEUED' AND name = ANY($2)
+         ORDER BY priority, seq
+         LIMIT $3",
+    )
+    .bind(queue)
+    .bind(runnable)
+    .bind(PARTITION_SCAN)
+    .fetch_all(&mut *tx)
+    .await?;
+    let scanned_all = (candidates.len() as i64) < PARTITION_SCAN;
+    let mut picked = Vec::new();
+    for (id, key) in candidates {
+        if picked.len() as i64 >= allowed {
+            break;
+        }
+        let free = slots.entry(key).or_insert(i64::from(per_partition));
+        if *free > 0 {
+            *free -= 1;
+            picked.push(id);
+        }
+    }
+    if picked.len() as i64 >= allowed || scanned_all {
+        return Ok(picked);
+    }
+    let (keys, free): (Vec<String>, Vec<i64>) = slots.into_iter().unzip();
+    let more: Vec<String> = sqlx::query_scalar(PARTITION_HEADS)
+        .bind(queue)
+        .bind(runnable)
+        .bind(keys)
+        .bind(free)
+        .bind(i64::from(per_partition))
+        .bind(&picked)
+        .bind(allowed - picked.len() as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+    picked.extend(more);
+    Ok(picked)
 }
