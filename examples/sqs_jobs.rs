@@ -10,7 +10,9 @@
 //! It creates the queue `exactly-jobs` (unless `SQS_JOBS_QUEUE_URL` names one), sends
 //! five jobs, one of them twice, and waits for their workflows. The consumer's key
 //! function makes the job ID the deduplication key, so the repeated job runs once,
-//! and so does every job of an earlier run: run it twice and see.
+//! and so does every job of an earlier run: run it twice and see. It exits with an
+//! error if a job's workflow is missing or failed, if the queue has other than four
+//! workflows, or if messages remain on the queue (`dev/demo sqs` runs it).
 
 use std::time::Duration;
 
@@ -82,7 +84,7 @@ async fn main() -> exactly::Result<()> {
     }
 
     let queue_name = queue_url.rsplit('/').next().unwrap_or_default();
-    for id in [1, 2, 3, 4] {
+    for (id, text) in [(1, "invoice"), (2, "receipt"), (3, "report"), (4, "summary")] {
         let workflow_id = format!("sqs:{queue_name}:job-{id}");
         // The row appears once the receiver has stored the message.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -94,8 +96,20 @@ async fn main() -> exactly::Result<()> {
         }
         let output: String = runtime.result(&workflow_id).await?;
         let status = runtime.status(&workflow_id).await?.expect("it exists");
-        assert_eq!(status.state, WorkflowState::Success);
+        if status.state != WorkflowState::Success || output != text.to_uppercase() {
+            return Err(exactly::Error::msg(format!("{workflow_id} ended {:?} with {output:?}", status.state)));
+        }
         println!("{workflow_id}: {output}");
+    }
+    // One workflow per job, the repeated one included, over every run.
+    let workflows: i64 = sqlx::query_scalar("SELECT count(*) FROM workflow_status WHERE starts_with(workflow_id, $1)")
+        .bind(format!("sqs:{queue_name}:"))
+        .fetch_one(runtime.pool())
+        .await
+        .map_err(|e| exactly::Error::msg(format!("cannot count the workflows: {e}")))?;
+    println!("workflows of the queue: {workflows}");
+    if workflows != 4 {
+        return Err(exactly::Error::msg(format!("expected 4 workflows for the 5 messages, found {workflows}")));
     }
     // Every message is deleted once its row is stored, repeats included.
     use exactly::sqs::aws_sdk_sqs::types::QueueAttributeName;
@@ -112,9 +126,12 @@ async fn main() -> exactly::Result<()> {
             .attributes
             .unwrap_or_default();
         let left: u64 = attributes.values().filter_map(|v| v.parse::<u64>().ok()).sum();
-        if left == 0 || tokio::time::Instant::now() > deadline {
-            println!("messages left on the queue: {left}");
+        if left == 0 {
+            println!("messages left on the queue: 0");
             break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(exactly::Error::msg(format!("{left} messages are still on the queue after 30 s")));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
