@@ -49,7 +49,8 @@ OPTIONS:
   --give-up S          a Kafka or SQS run not done after S seconds is reported as such
                        (default 600)
   --bootstrap H:P      Kafka (default: $KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:9092); SQS
-                       goes to the standard AWS environment ($AWS_ENDPOINT_URL_SQS, ...)
+                       goes to the standard AWS environment ($AWS_ENDPOINT_URL_SQS, ...),
+                       which dev/bench points at ElasticMQ (BENCH_SQS=moto: at moto)
   --rounds N           measured rounds of each workload per system, alternating (default 3)
   --only SYSTEM        run one system only: exactly | dbos
   --database-url URL   the server's maintenance database; bench_exactly and bench_dbos are
@@ -409,8 +410,10 @@ async fn run(args: Args) -> Result<(), Error> {
     }
     if let Some(q) = &plan.sqs {
         println!(
-            "workload: sqs N={} messages, one run per system; server ceiling with {} and 1 receive/delete loop(s)",
-            q.messages, q.loops
+            "workload: sqs N={} messages on {}, one run per system; server ceiling with {} and 1 receive/delete loop(s)",
+            q.messages,
+            workloads::sqs::endpoint(),
+            q.loops
         );
     }
 
