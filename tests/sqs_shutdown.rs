@@ -2,9 +2,10 @@
 //! again in a child role) with the default 20 s long polling gets SIGTERM (1) while
 //! it waits in a long poll on an empty queue: it exits at once, not after the poll;
 //! (2) while a received batch is being stored (the insert held behind a table
-//! lock): it exits within its stopping grace, deleting nothing it did not store.
-//! A relaunched worker then gives every message exactly one workflow whose step
-//! ran once, and empties the queue.
+//! lock): it exits within its stopping grace, deleting nothing it did not store,
+//! also when the lock outlasts the worker (the engine gives up the held connection
+//! after 2 s and the abandoned insert rolls back). A relaunched worker then gives
+//! every message exactly one workflow whose step ran once, and empties the queue.
 
 mod common;
 mod sqs_support;
@@ -50,16 +51,8 @@ async fn worker_main() {
     runtime.until_shutdown_signal().await.unwrap();
 }
 
-/// A worker: this binary run again in the child role, as `common::spawn_child` does,
-/// with `--include-ignored` so that the ignored test below has its workers too.
 fn worker(test: &str, env: &[(&str, &str)]) -> KillOnDrop {
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--include-ignored", "--nocapture", "--test-threads=1"])
-        .env(common::CHILD_ROLE, "worker")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn a worker");
+    let mut child = common::spawn_child(test, "worker", env);
     common::wait_for_marker(&mut child, "READY", WAIT);
     KillOnDrop(child)
 }
@@ -101,7 +94,7 @@ async fn sigterm_mid_long_poll_and_mid_store_exits_promptly_and_loses_nothing() 
     assert!(took < Duration::from_secs(3), "shutdown waited for the long poll: {took:?}");
 
     // (2) SIGTERM while a received batch waits to be stored. The lock is released
-    // 6 s later, past the receiver's grace (see the ignored test below for why).
+    // 6 s later, past the receiver's grace; the test below holds it past the exit.
     let mut second = worker(TEST, &env);
     let took = sigterm_mid_store(&mut second.0, &pool, &sqs, &queue_url, &mut sent, Duration::from_secs(6)).await;
     assert!(took < Duration::from_secs(9), "shutdown with a batch mid-store took {took:?}");
@@ -162,13 +155,10 @@ async fn sigterm_mid_store(
 
 const HELD_TEST: &str = "sigterm_with_an_insert_held_by_the_database_exits_within_the_grace";
 
-/// The bound with the insert held for good. Fails today: the receiver stops within
-/// its 5 s grace, but `Engine::shutdown` then closes the pool
-/// (runtime/src/workflow/engine.rs, `self.store.pool().close().await`), which
-/// waits for every checked-out connection, here the writer's, held by the lock:
-/// the process hangs until the database answers.
+/// The bound with the insert held for good (until long after the worker is gone):
+/// the receiver stops within its 5 s grace, and the engine's shutdown closes the
+/// pool without waiting for the writer's held connection (at most 2 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "shutdown waits for a held insert: the engine's pool close is unbounded (runtime/src/workflow/engine.rs)"]
 async fn sigterm_with_an_insert_held_by_the_database_exits_within_the_grace() {
     if common::child_role().is_some() {
         return worker_main().await;
@@ -177,10 +167,26 @@ async fn sigterm_with_an_insert_held_by_the_database_exits_within_the_grace() {
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     sqs_support::create_side_effects(&pool).await;
     let sqs = client();
-    let queue_url = create_queue(&sqs, &unique("shutdown-held"), 2).await;
+    let name = unique("shutdown-held");
+    let queue_url = create_queue(&sqs, &name, 2).await;
     let env = [("EXACTLY_DATABASE_URL", url.as_str()), ("SQS_SHUTDOWN_QUEUE_URL", queue_url.as_str())];
-    let mut worker = worker(HELD_TEST, &env);
-    let took =
-        sigterm_mid_store(&mut worker.0, &pool, &sqs, &queue_url, &mut Vec::new(), Duration::from_secs(30)).await;
-    assert!(took < Duration::from_secs(8), "shutdown with an insert held by the database took {took:?}");
+    let mut sent = Vec::new();
+    let mut first = worker(HELD_TEST, &env);
+    let took = sigterm_mid_store(&mut first.0, &pool, &sqs, &queue_url, &mut sent, Duration::from_secs(15)).await;
+    assert!(workflows(&pool, &name).await.is_empty(), "the abandoned insert rolled back");
+    assert!(took < Duration::from_secs(9), "shutdown with an insert held by the database took {took:?}");
+
+    let mut second = worker(HELD_TEST, &env);
+    wait_until(WAIT, "every message's workflow succeeded", || async {
+        count(&pool, &name, "SUCCESS").await == sent.len()
+    })
+    .await;
+    wait_until(WAIT, "the queue is empty", || async { messages_left(&sqs, &queue_url).await == 0 }).await;
+    let mut expected: Vec<String> = sent.iter().map(|id| format!("sqs:{name}:{id}")).collect();
+    expected.sort();
+    let rows = workflows(&pool, &name).await;
+    assert_eq!(rows.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), expected, "one workflow per message");
+    let effects: Vec<i32> = sqlx::query_scalar("SELECT n FROM public.side_effects").fetch_all(&pool).await.unwrap();
+    assert!(effects.len() == sent.len() && effects.iter().all(|n| *n == 1), "{effects:?}");
+    terminate(&mut second.0).await;
 }
