@@ -855,3 +855,50 @@ fn a_queue_declared_twice_with_different_limits_fails_launch() {
         }
     })
 }
+
+/// The child's part of the orphan test: it relaunches executor `orphan`, which held
+/// two workflows this program does not register, one queued and one not.
+async fn orphan_main() {
+    sqlx::raw_sql(
+        "INSERT INTO exactly.workflow_status (workflow_id, name, status, inputs, executor_id, app_version, queue_name)
+         VALUES ('orphan-queued', 'elsewhere::w', 'PENDING', '[]', 'orphan', '0', 'q_dedup_running'),
+                ('orphan-direct', 'elsewhere::w', 'PENDING', '[]', 'orphan', '0', NULL)",
+    )
+    .execute(pool())
+    .await
+    .unwrap();
+    let rt = Runtime::builder()
+        .executor_id("orphan")
+        .heartbeat_interval(Duration::from_millis(200))
+        .executor_timeout(Duration::from_millis(1000))
+        .launch()
+        .await
+        .expect("child launch");
+    rt.shutdown().await.unwrap();
+    println!("ORPHAN_DONE");
+}
+
+#[test]
+fn recovery_hands_a_workflow_this_program_does_not_register_back_to_a_queue() {
+    common::block_on(async {
+        if common::child_role().is_some() {
+            return orphan_main().await;
+        }
+        create_tables().await;
+        let test = "recovery_hands_a_workflow_this_program_does_not_register_back_to_a_queue";
+        let env = [("EXACTLY_DATABASE_URL", shared().url.as_str())];
+        let mut child = common::spawn_child(test, "orphan", &env);
+        assert!(common::wait_exit(&mut child, Duration::from_secs(60)).success(), "the child failed");
+        let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT workflow_id, status, executor_id, queue_name FROM exactly.workflow_status
+             WHERE workflow_id LIKE 'orphan-%' ORDER BY workflow_id",
+        )
+        .fetch_all(pool())
+        .await
+        .unwrap();
+        let expected = [("orphan-direct", "_exactly_internal"), ("orphan-queued", "q_dedup_running")];
+        let rows: Vec<_> = rows.iter().map(|(id, status, executor, queue)| (id.as_str(), status.as_str(), executor.clone(), queue.clone())).collect();
+        let expected: Vec<_> = expected.iter().map(|(id, queue)| (*id, "ENQUEUED", None, Some(queue.to_string()))).collect();
+        assert_eq!(rows, expected, "left PENDING for the executor that cannot run them");
+    })
+}

@@ -163,13 +163,15 @@ impl Store {
     }
 
     /// Hands workflows that `executor` claimed but did not start back to their
-    /// queues: ENQUEUED again, the claim's attempt, start time and deadline undone,
-    /// announced by NOTIFY. Rows no longer PENDING for `executor` are left alone.
+    /// queues (those on none, claimed for recovery, to the internal queue): ENQUEUED
+    /// again, the claim's attempt, start time and deadline undone, announced by
+    /// NOTIFY. Rows no longer PENDING for `executor` are left alone.
     pub async fn release(&self, executor: &str, ids: &[String]) -> Result<()> {
         sqlx::query(
             "WITH released AS (
                  UPDATE workflow_status
-                 SET status = 'ENQUEUED', executor_id = NULL, started_at = NULL, updated_at = clock_timestamp(),
+                 SET status = 'ENQUEUED', executor_id = NULL, queue_name = COALESCE(queue_name, $4),
+                     started_at = NULL, updated_at = clock_timestamp(),
                      recovery_attempts = recovery_attempts - 1,
                      deadline = CASE WHEN recovery_attempts <= 1 THEN NULL ELSE deadline END
                  WHERE workflow_id = ANY($2) AND status = 'PENDING' AND executor_id = $1
@@ -180,6 +182,7 @@ impl Store {
         .bind(executor)
         .bind(ids)
         .bind(ENQUEUED_CHANNEL)
+        .bind(INTERNAL_QUEUE)
         .execute(&self.pool)
         .await
         .map_err(|e| Error::db(format!("handing {} claimed workflows back to their queues", ids.len()), e))?;

@@ -375,7 +375,9 @@ impl Engine {
         let mut resumed = 0;
         for (workflow, attempts) in pending {
             let Some(spec) = self.registry.get(&workflow.name) else {
-                tracing::warn!(workflow_id = %workflow.id, name = %workflow.name, "exactly: cannot recover a workflow this program does not register; left PENDING");
+                // Left PENDING here, it would hold its queue's slots for good.
+                tracing::warn!(workflow_id = %workflow.id, name = %workflow.name, "exactly: cannot recover a workflow this program does not register; handing it back to its queue (the internal queue if it had none) for an executor that does");
+                self.hand_back(vec![workflow.id]).await;
                 continue;
             };
             if self.give_up_if_exhausted(spec, &workflow, attempts).await? {
