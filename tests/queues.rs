@@ -26,6 +26,8 @@ const VICTIM_QUEUE: &str = "q_victim";
 const NOTIFY_QUEUE: &str = "q_notify";
 /// Known only to the children of the crash-loop test.
 const CRASH_QUEUE: &str = "q_crash";
+/// Known only to the child of the hand-back test.
+const HANDBACK_QUEUE: &str = "q_handback";
 
 const CHILD_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -900,5 +902,73 @@ fn recovery_hands_a_workflow_this_program_does_not_register_back_to_a_queue() {
         let rows: Vec<_> = rows.iter().map(|(id, status, executor, queue)| (id.as_str(), status.as_str(), executor.clone(), queue.clone())).collect();
         let expected: Vec<_> = expected.iter().map(|(id, queue)| (*id, "ENQUEUED", None, Some(queue.to_string()))).collect();
         assert_eq!(rows, expected, "left PENDING for the executor that cannot run them");
+    })
+}
+
+/// The child's part of the hand-back test, in a schema of its own: a workflow that
+/// ran before is claimed, but its step records cannot be read (the table is
+/// renamed away); it must go back to its queue, not stay PENDING here, and run
+/// once the records can be read again.
+async fn handback_main() {
+    let rt = Runtime::builder()
+        .schema("handback_test")
+        .executor_id("handback")
+        .queue(Queue::new(HANDBACK_QUEUE))
+        .launch()
+        .await
+        .expect("child launch");
+    let name = timed(1).name();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER TABLE handback_test.operation_outputs RENAME TO operation_outputs_away;
+         INSERT INTO handback_test.workflow_status (workflow_id, name, status, inputs, app_version, queue_name, recovery_attempts)
+         VALUES ('handback-0', '{name}', 'ENQUEUED', '[1]', '0', '{HANDBACK_QUEUE}', 1);"
+    )))
+    .execute(rt.pool())
+    .await
+    .unwrap();
+    let row = || async {
+        sqlx::query_as::<_, (String, Option<String>, i32)>(
+            "SELECT status, executor_id, recovery_attempts FROM handback_test.workflow_status WHERE workflow_id = 'handback-0'",
+        )
+        .fetch_one(rt.pool())
+        .await
+        .unwrap()
+    };
+    // Claimed (the claim fails as it reads the records) and handed back, over and over.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, executor, attempts) = row().await;
+        if status == "ENQUEUED" && executor.is_none() {
+            assert_eq!(attempts, 1, "a claim that did not start the workflow counted as an attempt");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "stranded: {status} for {executor:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sqlx::raw_sql("ALTER TABLE handback_test.operation_outputs_away RENAME TO operation_outputs")
+        .execute(rt.pool())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while row().await.0 != "SUCCESS" {
+        assert!(tokio::time::Instant::now() < deadline, "not run once its records could be read: {:?}", row().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    rt.shutdown().await.unwrap();
+    println!("HANDBACK_DONE");
+}
+
+#[test]
+fn a_claimed_workflow_that_cannot_start_goes_back_to_its_queue() {
+    common::block_on(async {
+        if common::child_role().is_some() {
+            return handback_main().await;
+        }
+        create_tables().await;
+        let test = "a_claimed_workflow_that_cannot_start_goes_back_to_its_queue";
+        let env = [("EXACTLY_DATABASE_URL", shared().url.as_str())];
+        let mut child = common::spawn_child(test, "handback", &env);
+        assert!(common::wait_exit(&mut child, Duration::from_secs(60)).success(), "the child failed");
     })
 }
