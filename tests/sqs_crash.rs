@@ -129,7 +129,7 @@ async fn a_worker_killed_between_insert_and_delete_runs_no_second_workflow() {
     // The first worker stores the row, runs the workflow, and dies before deleting.
     let mut first_env = env.to_vec();
     first_env.push(("HOLD_DELETES", "1"));
-    let mut first = sqs_support::KillOnDrop(common::spawn_child(TEST, "worker", &first_env));
+    let mut first = common::KillOnDrop(common::spawn_child(TEST, "worker", &first_env));
     common::wait_for_marker(&mut first.0, "BEFORE_DELETE", CHILD_TIMEOUT);
     sqs_support::wait_until(CHILD_TIMEOUT, "the first worker's workflow finished", || async {
         status(&pool, &workflow_id).await.as_deref() == Some("SUCCESS")
@@ -142,7 +142,7 @@ async fn a_worker_killed_between_insert_and_delete_runs_no_second_workflow() {
 
     // The second worker receives it again after the visibility timeout, finds the
     // row and deletes the message.
-    let mut second = sqs_support::KillOnDrop(common::spawn_child(TEST, "worker", &env));
+    let mut second = common::KillOnDrop(common::spawn_child(TEST, "worker", &env));
     common::wait_for_marker(&mut second.0, "LAUNCHED", CHILD_TIMEOUT);
     sqs_support::wait_until(CHILD_TIMEOUT, "the redelivered message is deleted", || async {
         sqs_support::messages_left(&client, &queue_url).await == 0
@@ -195,7 +195,7 @@ async fn a_fifo_send_repeated_after_a_crash_is_dropped_by_sqs() {
         ("GO_FILE", go_path.as_str()),
     ];
 
-    let mut first = sqs_support::KillOnDrop(common::spawn_child(SEND_TEST, "sender", &env));
+    let mut first = common::KillOnDrop(common::spawn_child(SEND_TEST, "sender", &env));
     common::wait_for_marker(&mut first.0, "LAUNCHED", CHILD_TIMEOUT);
     // Checkpoints wait behind this lock: the first send reaches SQS, its record does not.
     let mut lock = pool.begin().await.unwrap();
@@ -212,7 +212,7 @@ async fn a_fifo_send_repeated_after_a_crash_is_dropped_by_sqs() {
     assert_eq!(recorded, 0, "the send was not checkpointed");
 
     // The restarted worker recovers the workflow, which sends again: SQS drops it.
-    let mut second = sqs_support::KillOnDrop(common::spawn_child(SEND_TEST, "resume", &env));
+    let mut second = common::KillOnDrop(common::spawn_child(SEND_TEST, "resume", &env));
     common::wait_for_marker(&mut second.0, "RESULT 2", CHILD_TIMEOUT);
     assert!(common::wait_exit(&mut second.0, CHILD_TIMEOUT).success());
     let _ = std::fs::remove_file(&go);

@@ -13,10 +13,11 @@ mod sqs_support;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use common::KillOnDrop;
 use exactly::sqs::{SqsConsumerOptions, SqsReceiver};
 use exactly::{Runtime, SqsMessage, register_sqs_consumer, step, workflow};
 use sqs_support::{
-    KillOnDrop, client, count, create_queue, held_inserts, messages_left, send, unique, wait_until, workflows,
+    client, count, create_queue, held_inserts, messages_left, send, unique, wait_until, workflows,
 };
 
 const TEST: &str = "sigterm_mid_long_poll_and_mid_store_exits_promptly_and_loses_nothing";

@@ -213,6 +213,18 @@ pub fn spawn_child(test: &str, role: &str, envs: &[(&str, &str)]) -> Child {
     command.spawn().expect("spawn the child test process")
 }
 
+/// A child process killed when dropped, so that a failed test leaves none behind
+/// (an orphan keeps the test's output pipe open, and cargo waits on it).
+#[allow(dead_code)] // not every test binary has children
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Reads the child's stdout until a line equal to `marker` appears (or panics at EOF/timeout).
 pub fn wait_for_marker(child: &mut Child, marker: &str, timeout: Duration) {
     let stdout = child.stdout.take().expect("child stdout is piped");

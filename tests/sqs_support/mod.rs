@@ -183,15 +183,6 @@ impl Drop for Moto {
     }
 }
 
-/// A child process killed when dropped, so that a failed test leaves none behind.
-pub struct KillOnDrop(pub Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Counts calls of something in tests.
 #[derive(Debug, Default)]
