@@ -275,3 +275,27 @@ async fn failed_deletes_are_retried_and_the_workflow_runs_once() {
     assert_eq!(requests.count("DeleteMessageBatch"), 3, "two failed attempts, then the one that deleted");
     runtime.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn pollers_receive_at_once_and_each_message_still_runs_once() {
+    let _one = ONE_RUNTIME.lock().await;
+    let url = common::fresh_database("exactly_test_sqs_pollers").await;
+    let requests = Requests::default();
+    let counted = client_for(&sqs_support::endpoint(), Some(requests.clone()));
+    let name = unique("pollers");
+    let queue_url = create_queue(&counted, &name, 30).await;
+    let options = SqsConsumerOptions::new().queue_url(&queue_url).client(counted.clone()).wait_time_s(3).pollers(3);
+    let runtime = builder(&url).sqs_receiver(SqsReceiver::new().consumer(on_job, options)).launch().await.unwrap();
+    // Three long polls wait on the empty queue at once (one poller: one receive in 3 s).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(requests.count("ReceiveMessage"), 3, "one waiting receive per poller");
+
+    for i in 0..30 {
+        send(&counted, &queue_url, &format!("polled-{i}"), None).await;
+    }
+    wait_until(WAIT, "every message ran", || async { (0..30).all(|i| executions(&format!("polled-{i}")) == 1) }).await;
+    wait_until(WAIT, "the queue is empty", || async { messages_left(&counted, &queue_url).await == 0 }).await;
+    assert!((0..30).all(|i| executions(&format!("polled-{i}")) == 1), "a message ran twice");
+    assert_eq!(finished(&url, &name).await, 30);
+    runtime.shutdown().await.unwrap();
+}

@@ -79,7 +79,8 @@ pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
 /// instead of `sqs:{queue-name}:{message-id}`), `workflow_queue = ".."`,
 /// `client = path` (a `fn() -> aws_sdk_sqs::Client`), `receiver = ".."`,
 /// `ordering = "group" | "none"`, `wait_time_s = 0..=20`, `batch_size = 1..=10`,
-/// `visibility_timeout_s = 0..=43200`. Needs the `sqs` feature (on by default).
+/// `visibility_timeout_s = 0..=43200`, `pollers = 1..=64` (receive loops at once,
+/// default 4). Needs the `sqs` feature (on by default).
 #[proc_macro_attribute]
 pub fn sqs_consumer(args: TokenStream, item: TokenStream) -> TokenStream {
     if cfg!(feature = "sqs") { sqs_consumer::expand(args.into(), item.into()) } else { sqs_consumer::disabled(item.into()) }

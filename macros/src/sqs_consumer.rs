@@ -39,6 +39,7 @@ const KEYS: &[&str] = &[
     "wait_time_s",
     "batch_size",
     "visibility_timeout_s",
+    "pollers",
 ];
 
 /// What `#[sqs_consumer]` expands to without the crate's `sqs` feature: the item,
@@ -137,8 +138,12 @@ fn generate(args: &ConsumerArgs, func: &ItemFn, message_ty: &syn::Type) -> Token
     };
     let workflow_queue = string(&args.workflow_queue);
     let receiver = string(&args.receiver);
-    let (wait, batch, visibility) =
-        (number(args.wait_time_s), number(args.batch_size), number(args.visibility_timeout_s));
+    let (wait, batch, visibility, pollers) = (
+        number(args.wait_time_s),
+        number(args.batch_size),
+        number(args.visibility_timeout_s),
+        number(args.pollers),
+    );
     let (first, _) = span_range(message_ty);
     let check = quote_spanned!(first=> ::exactly::__private::sqs_consumer_message::<#message_ty>());
 
@@ -159,6 +164,7 @@ fn generate(args: &ConsumerArgs, func: &ItemFn, message_ty: &syn::Type) -> Token
             wait_time_s: #wait,
             batch_size: #batch,
             visibility_timeout_s: #visibility,
+            pollers: #pollers,
             location: ::exactly::__private::Location { file: ::core::file!(), line: ::core::line!() },
         };
 
@@ -195,6 +201,7 @@ struct ConsumerArgs {
     wait_time_s: Option<u32>,
     batch_size: Option<u32>,
     visibility_timeout_s: Option<u32>,
+    pollers: Option<u32>,
 }
 
 impl Parse for ConsumerArgs {
@@ -241,8 +248,10 @@ impl Parse for ConsumerArgs {
                     .map(|v| args.wait_time_s = Some(v)),
                 "batch_size" => bounded(&value, "batch_size", 1, 10, "SQS returns at most 10 messages per receive")
                     .map(|v| args.batch_size = Some(v)),
-                _ => bounded(&value, "visibility_timeout_s", 0, 43_200, "SQS allows at most 12 hours")
+                "visibility_timeout_s" => bounded(&value, "visibility_timeout_s", 0, 43_200, "SQS allows at most 12 hours")
                     .map(|v| args.visibility_timeout_s = Some(v)),
+                _ => bounded(&value, "pollers", 1, 64, "each poller is a receive loop of its own")
+                    .map(|v| args.pollers = Some(v)),
             };
             if let Err(e) = result {
                 errors.add(e);

@@ -60,6 +60,8 @@ pub struct SqsConsumerSpec {
     pub batch_size: Option<u32>,
     /// `visibility_timeout_s = N`.
     pub visibility_timeout_s: Option<u32>,
+    /// `pollers = N`.
+    pub pollers: Option<u32>,
     /// Where the attribute is written.
     pub location: Location,
 }
@@ -100,6 +102,7 @@ pub struct SqsConsumerOptions {
     pub(crate) wait_time_s: Option<u32>,
     pub(crate) batch_size: Option<u32>,
     pub(crate) visibility_timeout_s: Option<u32>,
+    pub(crate) pollers: Option<u32>,
 }
 
 impl std::fmt::Debug for SqsConsumerOptions {
@@ -114,6 +117,7 @@ impl std::fmt::Debug for SqsConsumerOptions {
             .field("wait_time_s", &self.wait_time_s)
             .field("batch_size", &self.batch_size)
             .field("visibility_timeout_s", &self.visibility_timeout_s)
+            .field("pollers", &self.pollers)
             .finish()
     }
 }
@@ -189,6 +193,14 @@ impl SqsConsumerOptions {
         self.visibility_timeout_s = Some(seconds);
         self
     }
+
+    /// How many receive loops work the queue at once, 1 to 64; default 4. Each
+    /// receives, stores and deletes its own batches; several keep the queue busy
+    /// while one waits for its insert or its delete.
+    pub fn pollers(mut self, pollers: u32) -> Self {
+        self.pollers = Some(pollers);
+        self
+    }
 }
 
 /// Which workflow a consumer starts.
@@ -223,6 +235,7 @@ impl ConsumerDecl {
             wait_time_s: spec.wait_time_s,
             batch_size: spec.batch_size,
             visibility_timeout_s: spec.visibility_timeout_s,
+            pollers: spec.pollers,
         };
         ConsumerDecl { workflow: WorkflowRef::Spec(spec.workflow), location: spec.location, options }
     }

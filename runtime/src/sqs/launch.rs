@@ -30,6 +30,8 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
 /// Defaults of the settings a consumer may leave unset.
 const DEFAULT_WAIT_TIME_S: u32 = 20;
 const DEFAULT_BATCH_SIZE: u32 = 10;
+const DEFAULT_POLLERS: u32 = 4;
+const MAX_POLLERS: u32 = 64;
 
 /// A consumer with every setting decided, before its client exists.
 pub(crate) struct Plan {
@@ -45,6 +47,8 @@ pub(crate) struct Plan {
     pub wait_time_s: u32,
     pub batch_size: u32,
     pub visibility_timeout_s: Option<u32>,
+    /// Receive loops working the queue at once.
+    pub pollers: u32,
 }
 
 pub(crate) enum PlanClient {
@@ -113,9 +117,13 @@ pub(crate) async fn start(engine: &Arc<Engine>, settings: &SqsSettings) -> Resul
         tracing::info!(
             queue_url = %consumer.plan.queue_url,
             workflow = consumer.plan.workflow.name,
+            pollers = consumer.plan.pollers,
             "exactly: SQS consumer started"
         );
-        tasks.push(tokio::spawn(poll::run(engine.clone(), Arc::new(consumer), stopped.clone())));
+        let consumer = Arc::new(consumer);
+        for _ in 0..consumer.plan.pollers {
+            tasks.push(tokio::spawn(poll::run(engine.clone(), consumer.clone(), stopped.clone())));
+        }
     }
     engine.before_shutdown(Box::pin(async move {
         let _ = stop.send(true);
@@ -255,15 +263,18 @@ fn plan_one(
     }
     let wait_time_s = options.wait_time_s.unwrap_or(DEFAULT_WAIT_TIME_S);
     let batch_size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
+    let pollers = options.pollers.unwrap_or(DEFAULT_POLLERS);
     let range = |what: &str, value: u32, min: u32, max: u32| {
         if (min..=max).contains(&value) {
             Ok(())
         } else {
-            Err(Error::Config(format!("{describe}: `{what}` is {value}; SQS allows {min} to {max}")))
+            let who = if what == "pollers" { "exactly" } else { "SQS" };
+            Err(Error::Config(format!("{describe}: `{what}` is {value}; {who} allows {min} to {max}")))
         }
     };
     range("wait_time_s", wait_time_s, 0, 20)?;
     range("batch_size", batch_size, 1, 10)?;
+    range("pollers", pollers, 1, MAX_POLLERS)?;
     if let Some(visibility) = options.visibility_timeout_s {
         range("visibility_timeout_s", visibility, 0, 43_200)?;
     }
@@ -284,6 +295,7 @@ fn plan_one(
         wait_time_s,
         batch_size,
         visibility_timeout_s: options.visibility_timeout_s,
+        pollers,
     })
 }
 

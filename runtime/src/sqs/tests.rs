@@ -59,7 +59,7 @@ fn a_consumer_takes_what_it_leaves_unset_from_the_default_receiver() {
     assert_eq!((plan.queue_url.as_str(), plan.queue_name.as_str()), (URL, "jobs"));
     assert_eq!(plan.key.as_ref().map(|k| k(&message("b"))).as_deref(), Some("r-b"));
     assert_eq!(plan.workflow_queue.as_deref(), Some("slow"));
-    assert_eq!((plan.wait_time_s, plan.batch_size, plan.visibility_timeout_s), (20, 10, None));
+    assert_eq!((plan.wait_time_s, plan.batch_size, plan.visibility_timeout_s, plan.pollers), (20, 10, None, 4));
     assert!(matches!(plan.client, PlanClient::Default), "the receiver has no client");
 }
 
@@ -77,12 +77,13 @@ fn a_consumer_s_own_settings_win_over_its_receiver_s() {
         .workflow_queue("ordered")
         .wait_time_s(1)
         .batch_size(3)
-        .visibility_timeout_s(7);
+        .visibility_timeout_s(7)
+        .pollers(1);
     let plans = resolve(&[decl(1, own), decl(2, SqsConsumerOptions::new().receiver("r"))], &[receiver]).unwrap();
     assert_eq!(plans[0].queue_url, format!("{URL}-from-env"));
     assert_eq!(plans[0].key.as_ref().unwrap()(&message("b")), "own");
     assert_eq!(plans[0].workflow_queue.as_deref(), Some("ordered"));
-    assert_eq!((plans[0].wait_time_s, plans[0].batch_size, plans[0].visibility_timeout_s), (1, 3, Some(7)));
+    assert_eq!((plans[0].wait_time_s, plans[0].batch_size, plans[0].visibility_timeout_s, plans[0].pollers), (1, 3, Some(7), 1));
     assert!(matches!(plans[0].client, PlanClient::Receiver(0)));
     assert_eq!(plans[1].queue_name, "other");
     assert_eq!(plans[1].key.as_ref().unwrap()(&message("b")), "receiver");
@@ -153,6 +154,8 @@ fn a_receiver_configured_twice_is_rejected() {
 fn settings_out_of_the_ranges_sqs_allows_are_rejected() {
     let err = error(&[decl(12, SqsConsumerOptions::new().queue_url(URL).batch_size(11))], &[]);
     assert!(err.contains("`batch_size` is 11; SQS allows 1 to 10"), "{err}");
+    let err = error(&[decl(12, SqsConsumerOptions::new().queue_url(URL).pollers(0))], &[]);
+    assert!(err.contains("`pollers` is 0; exactly allows 1 to 64"), "{err}");
     let err = error(&[decl(12, SqsConsumerOptions::new().queue_url(URL).wait_time_s(21))], &[]);
     assert!(err.contains("`wait_time_s` is 21"), "{err}");
 }

@@ -9,6 +9,7 @@ use exactly::{SqsMessage, sqs_consumer, workflow};
     wait_time_s = 21,
     batch_size = 0,
     visibility_timeout_s = 50000,
+    pollers = 0,
 )]
 #[workflow]
 async fn on_job(message: SqsMessage) -> exactly::Result<()> {

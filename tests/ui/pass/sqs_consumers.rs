@@ -29,6 +29,7 @@ exactly::queue!(static ORDERED = "ordered", partition_concurrency = 1);
     wait_time_s = 0,
     batch_size = 10,
     visibility_timeout_s = 43200,
+    pollers = 8,
 )]
 #[workflow(name = "jobs.on_job")]
 pub async fn on_job(message: SqsMessage) -> exactly::Result<String> {
