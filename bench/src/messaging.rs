@@ -371,9 +371,8 @@ async fn run_sqs(plan: &Plan, o: &sqs::Options, stamp: u64, lines: &mut Vec<Line
         match run.await {
             Ok(run) => {
                 println!(
-                    "sqs:      {:<11} all rows {:.0} ms, all SUCCESS {:>6.0} msg/s ({:.0} ms); peak RSS {:.1} MB; {} probes of {:.2} ms",
+                    "sqs:      {:<11} all SUCCESS {:>6.0} msg/s ({:.0} ms); peak RSS {:.1} MB; {} probes of {:.2} ms",
                     c.label,
-                    stats::ms(run.ingest),
                     n as f64 / run.e2e.as_secs_f64(),
                     stats::ms(run.e2e),
                     run.rss.unwrap_or(0) as f64 / 1048576.0,
