@@ -6,7 +6,9 @@
 //!   as an application uses it: a `#[workflow]` of one step, consuming the topic
 //!   through `register_kafka_consumer` (the topic is known only at run time) with the
 //!   receiver's defaults. With `--queue bench.messages`, the consumer's `queue`
-//!   option sends the workflows through that durable queue (declared without limits).
+//!   option sends the workflows through that durable queue (declared without limits);
+//!   with `--queue bench.held`, through a queue of concurrency 1 (a diagnostic: the
+//!   receiver's path with almost no workflow running meanwhile).
 //! - `consume sqs --database-url U --queue-url Q`: the same workflow shape for SQS,
 //!   through `register_sqs_consumer`, with the receiver's defaults (batches of 10,
 //!   20 s long polling), the client from the environment (`AWS_ENDPOINT_URL_SQS`).
@@ -47,6 +49,8 @@ pub const KAFKA_WORKFLOW: &str = "bench.kafka_message";
 pub const SQS_WORKFLOW: &str = "bench.sqs_message";
 /// The unlimited queue of `consume kafka --queue`.
 pub const BENCH_QUEUE: &str = "bench.messages";
+/// The queue of concurrency 1 of `consume kafka --queue bench.held` (a diagnostic).
+pub const HELD_QUEUE: &str = "bench.held";
 
 #[derive(Default)]
 struct Options {
@@ -101,7 +105,11 @@ pub async fn main(mut args: impl Iterator<Item = String>) -> Result<(), Error> {
                     builder = builder.queue(exactly::Queue::new(BENCH_QUEUE));
                     options = options.queue(BENCH_QUEUE);
                 }
-                Some(other) => return Err(format!("consume: --queue {other}: only {BENCH_QUEUE} is declared").into()),
+                Some(HELD_QUEUE) => {
+                    builder = builder.queue(exactly::Queue::new(HELD_QUEUE).concurrency(1));
+                    options = options.queue(HELD_QUEUE);
+                }
+                Some(other) => return Err(format!("consume: --queue {other}: {BENCH_QUEUE} or {HELD_QUEUE}").into()),
                 None => {}
             }
             let runtime = builder.launch().await?;

@@ -267,6 +267,20 @@ async fn run_kafka(plan: &Plan, o: &kafka::Options, stamp: u64, lines: &mut Vec<
                 Cell::Missing(short(&e))
             }
         };
+        // The receiver's own path: the same ingest with execution held back (a queue of
+        // concurrency 1), printed beside the ceilings, not in the table.
+        if plan.ingest {
+            let held = peers::kafka_held();
+            let group = format!("bench_held_{stamp}");
+            match retried(held.label, || kafka::batch_run(&held, o, &topic, &group, false)).await {
+                Ok(run) => println!(
+                    "kafka:    exactly-held ingest {:.0} msg/s ({:.0} ms) with execution held back (queue of concurrency 1): the receiver's own path",
+                    n as f64 / run.ingest.as_secs_f64(),
+                    stats::ms(run.ingest)
+                ),
+                Err(e) => println!("kafka:    exactly-held FAILED: {e}"),
+            }
+        }
         if plan.ingest {
             lines.push(Line {
                 workload: format!("kafka ingest: {n} msgs, {p} partitions, until all rows durable (ceiling: batched INSERTs)"),

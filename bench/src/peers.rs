@@ -37,6 +37,10 @@ pub enum Launch {
     /// workflow on an unlimited durable queue and the dispatcher runs it (as DBOS
     /// Python's batched enqueue does), so that storing is not paced by running.
     ExactlyQueued,
+    /// This program's `consume kafka --queue bench.held`: as `ExactlyQueued`, on a
+    /// queue of concurrency 1, so that almost no workflow runs while the rows are
+    /// stored (a diagnostic of the receiver's own path, not a way to run).
+    ExactlyHeld,
     /// `bench/peers/run NAME`.
     Peer(&'static str),
 }
@@ -61,8 +65,9 @@ impl Contender {
                 let kind = if args.iter().any(|(k, _)| *k == "queue-url") { "sqs" } else { "kafka" };
                 (process::this_exe()?, ["consume".to_owned(), kind.to_owned()].into_iter().chain(flags).collect())
             }
-            Launch::ExactlyQueued => {
-                let consume = ["consume", "kafka", "--queue", consume::BENCH_QUEUE].map(str::to_owned);
+            Launch::ExactlyQueued | Launch::ExactlyHeld => {
+                let queue = if self.launch == Launch::ExactlyHeld { consume::HELD_QUEUE } else { consume::BENCH_QUEUE };
+                let consume = ["consume", "kafka", "--queue", queue].map(str::to_owned);
                 (process::this_exe()?, consume.into_iter().chain(flags).collect())
             }
             Launch::Peer(name) => (process::root().join("bench/peers/run"), std::iter::once(name.to_owned()).chain(flags).collect()),
@@ -165,6 +170,16 @@ pub fn kafka() -> Vec<Contender> {
             sql: dbos_sql((3, 5), |group, topic, p, o| format!("kafkajs-{topic}-{p}-{group}-{o}")),
         },
     ]
+}
+
+/// exactly's Kafka consumer with execution held back (see [`Launch::ExactlyHeld`]).
+pub fn kafka_held() -> Contender {
+    Contender {
+        label: "exactly-held",
+        launch: Launch::ExactlyHeld,
+        database: "bench_kafka_exactly_held",
+        sql: exactly_sql(consume::KAFKA_WORKFLOW),
+    }
 }
 
 /// The SQS consumers, in the order they run and are listed.
