@@ -15,6 +15,19 @@ use crate::error::{Error, Result};
 /// error message to record.
 pub type Outcome = std::result::Result<String, String>;
 
+/// The body of the receivers' internal `rejected` workflows (a message that cannot be
+/// given to its workflow): ends at once as ERROR with the reason its inputs record.
+#[cfg(any(feature = "kafka", feature = "sqs"))]
+pub(crate) fn reject_with_recorded_reason(inputs: String) -> BoxFuture<'static, Outcome> {
+    Box::pin(async move {
+        let reason = serde_json::from_str::<serde_json::Value>(&inputs)
+            .ok()
+            .and_then(|v| v[0]["reason"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("rejected message: {inputs}"));
+        Err(reason)
+    })
+}
+
 /// A registered workflow: its durable name and how to run it from its recorded inputs.
 #[derive(Debug)]
 pub struct WorkflowSpec {

@@ -6,10 +6,8 @@
 //! inspect it and send it again; the message is deleted once the row is durable, and
 //! a redelivery meanwhile finds the row and is deduplicated like any other.
 
-use futures_util::future::BoxFuture;
-
 use super::message::SqsMessage;
-use crate::registry::{Location, Outcome, WorkflowRegistration, WorkflowSpec};
+use crate::registry::{Location, WorkflowRegistration, WorkflowSpec, reject_with_recorded_reason};
 
 /// The durable name of the internal workflow of rejected messages.
 pub(crate) const NAME: &str = "exactly::sqs::rejected";
@@ -18,19 +16,9 @@ pub(crate) static REJECTED: WorkflowSpec = WorkflowSpec {
     name: NAME,
     location: Location { file: file!(), line: line!() },
     max_recovery_attempts: None,
-    invoke: reject,
+    invoke: reject_with_recorded_reason,
 };
 inventory::submit! { WorkflowRegistration(&REJECTED) }
-
-fn reject(inputs: String) -> BoxFuture<'static, Outcome> {
-    Box::pin(async move {
-        let reason = serde_json::from_str::<serde_json::Value>(&inputs)
-            .ok()
-            .and_then(|v| v[0]["reason"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| format!("rejected SQS message: {inputs}"));
-        Err(reason)
-    })
-}
 
 /// The inputs of a rejected message's row: the consumer's workflow, the reason and
 /// the message itself.

@@ -4,12 +4,10 @@
 //! keeps the coordinates (inputs and source), so an operator can find the message
 //! in Kafka; a redelivery finds the row and is deduplicated like any other.
 
-use futures_util::future::BoxFuture;
-
 use super::batch::Row;
 use crate::kafka::KafkaMessage;
 use crate::kafka::consumer::ConsumerDef;
-use crate::registry::{Location, Outcome, WorkflowRegistration, WorkflowSpec};
+use crate::registry::{Location, WorkflowRegistration, WorkflowSpec, reject_with_recorded_reason};
 
 /// The durable name of the internal workflow of rejected messages.
 pub(crate) const NAME: &str = "exactly::kafka::rejected";
@@ -21,19 +19,9 @@ pub(crate) static REJECTED: WorkflowSpec = WorkflowSpec {
     name: NAME,
     location: Location { file: file!(), line: line!() },
     max_recovery_attempts: None,
-    invoke: reject,
+    invoke: reject_with_recorded_reason,
 };
 inventory::submit! { WorkflowRegistration(&REJECTED) }
-
-fn reject(inputs: String) -> BoxFuture<'static, Outcome> {
-    Box::pin(async move {
-        let reason = serde_json::from_str::<serde_json::Value>(&inputs)
-            .ok()
-            .and_then(|v| v[0]["reason"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| format!("rejected Kafka message: {inputs}"));
-        Err(reason)
-    })
-}
 
 pub(crate) fn row(def: &ConsumerDef, message: &KafkaMessage, id: String, source: String, reason: String) -> Row {
     // jsonb holds no U+0000, so NULs are replaced.
