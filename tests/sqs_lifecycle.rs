@@ -168,6 +168,30 @@ async fn a_server_that_goes_away_mid_stream_is_waited_for_and_shutdown_stays_bou
     assert!(started.elapsed() < Duration::from_secs(3), "shutdown took {:?}", started.elapsed());
 }
 
+/// Holds the consumer's insert with a table lock while `body` is sent, checks from a
+/// second client that the message stays hidden for `hidden`, runs `while_held`,
+/// then lets the insert through and waits until the message ran once and the queue
+/// is empty.
+async fn store_held_while_hidden(
+    url: &str,
+    sqs: &exactly::sqs::aws_sdk_sqs::Client,
+    queue_url: &str,
+    body: &str,
+    hidden: Duration,
+    while_held: impl FnOnce(),
+) {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE exactly.workflow_status IN SHARE MODE").execute(&mut *lock).await.unwrap();
+    send(sqs, queue_url, body, None).await;
+    wait_until(WAIT, "the consumer's insert waits for the lock", || async { held_inserts(&pool).await > 0 }).await;
+    assert_hidden(&client(), queue_url, hidden).await;
+    while_held();
+    lock.commit().await.unwrap();
+    wait_until(WAIT, "the message is processed", || async { executions(body) == 1 }).await;
+    wait_until(WAIT, "the queue is empty", || async { messages_left(sqs, queue_url).await == 0 }).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storing_that_takes_long_extends_the_messages_visibility() {
     let _one = ONE_RUNTIME.lock().await;
@@ -181,18 +205,11 @@ async fn storing_that_takes_long_extends_the_messages_visibility() {
         .launch()
         .await
         .unwrap();
-    // Hold inserts into the workflow table for longer than the visibility timeout.
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let mut lock = pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE exactly.workflow_status IN SHARE MODE").execute(&mut *lock).await.unwrap();
-    send(&sqs, &queue_url, "slow-store", None).await;
-    wait_until(WAIT, "the consumer's insert waits for the lock", || async { held_inserts(&pool).await > 0 }).await;
     // Twice the queue's 2 s: without the extensions another receiver would get it.
-    assert_hidden(&client(), &queue_url, Duration::from_secs(4)).await;
-    assert_eq!(executions("slow-store"), 0, "the insert waits for the lock");
-    lock.commit().await.unwrap();
-    wait_until(WAIT, "the message is processed", || async { executions("slow-store") == 1 }).await;
-    wait_until(WAIT, "the queue is empty", || async { messages_left(&sqs, &queue_url).await == 0 }).await;
+    store_held_while_hidden(&url, &sqs, &queue_url, "slow-store", Duration::from_secs(4), || {
+        assert_eq!(executions("slow-store"), 0, "the insert waits for the lock");
+    })
+    .await;
     assert!(requests.count("ChangeMessageVisibilityBatch") >= 2, "{requests:?}");
     runtime.shutdown().await.unwrap();
 }
@@ -213,18 +230,12 @@ async fn a_consumer_s_own_visibility_timeout_overrides_the_queue_s() {
         .launch()
         .await
         .unwrap();
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let mut lock = pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE exactly.workflow_status IN SHARE MODE").execute(&mut *lock).await.unwrap();
-    send(&sqs, &queue_url, "long-visibility", None).await;
-    wait_until(WAIT, "the consumer's insert waits for the lock", || async { held_inserts(&pool).await > 0 }).await;
     // With the queue's 1 s the message would be visible again (or be extended every
     // half second); with the consumer's 30 s it stays hidden, with no extension yet.
-    assert_hidden(&client(), &queue_url, Duration::from_secs(3)).await;
-    assert_eq!(requests.count("ChangeMessageVisibilityBatch"), 0, "30 s need no extension within 3 s");
-    lock.commit().await.unwrap();
-    wait_until(WAIT, "the message is processed", || async { executions("long-visibility") == 1 }).await;
-    wait_until(WAIT, "the queue is empty", || async { messages_left(&sqs, &queue_url).await == 0 }).await;
+    store_held_while_hidden(&url, &sqs, &queue_url, "long-visibility", Duration::from_secs(3), || {
+        assert_eq!(requests.count("ChangeMessageVisibilityBatch"), 0, "30 s need no extension within 3 s");
+    })
+    .await;
     runtime.shutdown().await.unwrap();
 }
 
