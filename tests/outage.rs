@@ -124,3 +124,114 @@ async fn a_launch_while_the_database_drops_connections_waits_for_it() {
     .unwrap();
     assert!(status.0.success() && status.1.contains("LAUNCHED"), "launch gave up while connections were dropped: {}", status.1);
 }
+
+/// The test's own pool in a child, on connections named apart from the runtime's
+/// (the test terminates every other connection to the database).
+fn side_effects_pool() -> &'static sqlx::PgPool {
+    static POOL: std::sync::OnceLock<sqlx::PgPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let options: sqlx::postgres::PgConnectOptions = std::env::var("EXACTLY_DATABASE_URL").unwrap().parse().unwrap();
+        sqlx::postgres::PgPoolOptions::new().max_connections(4).connect_lazy_with(options.application_name(SIDE_EFFECTS))
+    })
+}
+
+#[workflow(name = "outage.recovered")]
+async fn recovered(n: u32) -> exactly::Result<u32> {
+    common::side_effect(side_effects_pool(), &exactly::workflow_id().unwrap(), "body").await;
+    Ok(n)
+}
+
+const SIDE_EFFECTS: &str = "exactly-test-side-effects";
+const RECOVERED: i64 = 300;
+
+async fn successes(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM exactly.workflow_status WHERE status = 'SUCCESS'").fetch_one(pool).await.unwrap()
+}
+
+/// The children: `seed` creates the schema; `recover` is executor `recovering`,
+/// whose launch recovers the workflows the parent left PENDING for it.
+async fn recovery_child(role: &str) {
+    let executor = if role == "seed" { "seed" } else { "recovering" };
+    let runtime = exactly::Runtime::builder()
+        .executor_id(executor)
+        .connect_timeout(Duration::from_secs(30))
+        .launch()
+        .await
+        .expect("launch through dropped connections");
+    println!("LAUNCHED");
+    if role == "recover" {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while successes(side_effects_pool()).await < RECOVERED {
+            assert!(tokio::time::Instant::now() < deadline, "the recovered workflows did not all finish");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_whose_connections_drop_mid_recovery_tries_again_and_runs_each_workflow_once() {
+    if let Some(role) = common::child_role() {
+        return recovery_child(&role).await;
+    }
+    let test = "a_launch_whose_connections_drop_mid_recovery_tries_again_and_runs_each_workflow_once";
+    let url = common::fresh_database("exactly_test_recovery_outage").await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut seed = common::KillOnDrop(common::spawn_child(test, "seed", &[("EXACTLY_DATABASE_URL", &url)]));
+    assert!(tokio::task::block_in_place(|| common::wait_exit(&mut seed.0, Duration::from_secs(60))).success());
+    // RECOVERED workflows left PENDING by executor `recovering`.
+    sqlx::raw_sql(
+        "CREATE TABLE public.side_effects (workflow_id TEXT NOT NULL, step TEXT NOT NULL, n INTEGER NOT NULL,
+                                           PRIMARY KEY (workflow_id, step))",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO exactly.workflow_status (workflow_id, name, status, inputs, executor_id, app_version, recovery_attempts)
+         SELECT 'recovered-' || n, 'outage.recovered', 'PENDING', jsonb_build_array(n), 'recovering', '0', 1
+         FROM generate_series(1, $1) AS n",
+    )
+    .bind(RECOVERED)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let mut child = common::KillOnDrop(common::spawn_child(test, "recover", &[("EXACTLY_DATABASE_URL", &url)]));
+    // Once recovery has begun (attempts raised), drop every connection of the child's
+    // runtime, a few times over: it is reading the recovered workflows' steps then.
+    common::wait_until(Duration::from_secs(60), "recovery begins", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM exactly.workflow_status WHERE recovery_attempts > 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            > 0
+    })
+    .await;
+    let mut dropped = 0;
+    for _ in 0..5 {
+        dropped += sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity, pg_terminate_backend(pid)
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name <> $1",
+        )
+        .bind(SIDE_EFFECTS)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(dropped > 0, "no connection of the launching runtime was dropped");
+    let (status, stdout) = tokio::task::block_in_place(|| {
+        let status = common::wait_exit(&mut child.0, Duration::from_secs(90));
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut stdout).unwrap();
+        (status, stdout)
+    });
+    assert!(status.success() && stdout.contains("LAUNCHED"), "launch failed when its connections dropped: {stdout}");
+    assert_eq!(successes(&pool).await, RECOVERED);
+    let twice: Vec<(String, i32)> =
+        sqlx::query_as("SELECT workflow_id, n FROM public.side_effects WHERE n <> 1").fetch_all(&pool).await.unwrap();
+    assert!(twice.is_empty(), "a recovered workflow's body ran twice in one live process: {twice:?}");
+    let ran: i64 = sqlx::query_scalar("SELECT count(*) FROM public.side_effects").fetch_one(&pool).await.unwrap();
+    assert_eq!(ran, RECOVERED);
+}

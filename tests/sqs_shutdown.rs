@@ -105,20 +105,33 @@ async fn sigterm_mid_long_poll_and_mid_store_exits_promptly_and_loses_nothing() 
     for i in 0..5 {
         sent.push(send(&sqs, &queue_url, &format!("after-{i}"), None).await);
     }
-    let total = sent.len();
-    wait_until(WAIT, "every message's workflow succeeded", || async { count(&pool, &name, "SUCCESS").await == total })
-        .await;
-    wait_until(WAIT, "the queue is empty", || async { messages_left(&sqs, &queue_url).await == 0 }).await;
-    let mut expected: Vec<String> = sent.iter().map(|id| format!("sqs:{name}:{id}")).collect();
-    expected.sort();
-    let rows = workflows(&pool, &name).await;
-    assert_eq!(rows.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), expected, "one workflow per message");
-    let effects: Vec<(String, i32)> =
-        sqlx::query_as("SELECT step, n FROM public.side_effects ORDER BY step").fetch_all(&pool).await.unwrap();
-    assert_eq!(effects.len(), total, "{effects:?}");
-    assert!(effects.iter().all(|(_, n)| *n == 1), "a step ran twice: {effects:?}");
+    each_message_ran_once(&pool, &sqs, &queue_url, &sent).await;
     let took = terminate(&mut third.0).await;
     assert!(took < Duration::from_secs(3), "idle shutdown took {took:?}");
+}
+
+/// Waits until every message `sent` (by ID) has its SUCCESS workflow and the queue
+/// is empty; then checks one workflow per message and each step run once.
+async fn each_message_ran_once(
+    pool: &sqlx::PgPool,
+    sqs: &exactly::sqs::aws_sdk_sqs::Client,
+    queue_url: &str,
+    sent: &[String],
+) {
+    let name = queue_url.rsplit('/').next().unwrap();
+    wait_until(WAIT, "every message's workflow succeeded", || async {
+        count(pool, name, "SUCCESS").await == sent.len()
+    })
+    .await;
+    wait_until(WAIT, "the queue is empty", || async { messages_left(sqs, queue_url).await == 0 }).await;
+    let mut expected: Vec<String> = sent.iter().map(|id| format!("sqs:{name}:{id}")).collect();
+    expected.sort();
+    let rows = workflows(pool, name).await;
+    assert_eq!(rows.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), expected, "one workflow per message");
+    let effects: Vec<(String, i32)> =
+        sqlx::query_as("SELECT step, n FROM public.side_effects ORDER BY step").fetch_all(pool).await.unwrap();
+    assert_eq!(effects.len(), sent.len(), "{effects:?}");
+    assert!(effects.iter().all(|(_, n)| *n == 1), "a step ran twice: {effects:?}");
 }
 
 /// Holds inserts into the workflow table, sends 8 messages, and sends SIGTERM to
@@ -178,16 +191,6 @@ async fn sigterm_with_an_insert_held_by_the_database_exits_within_the_grace() {
     assert!(took < Duration::from_secs(9), "shutdown with an insert held by the database took {took:?}");
 
     let mut second = worker(HELD_TEST, &env);
-    wait_until(WAIT, "every message's workflow succeeded", || async {
-        count(&pool, &name, "SUCCESS").await == sent.len()
-    })
-    .await;
-    wait_until(WAIT, "the queue is empty", || async { messages_left(&sqs, &queue_url).await == 0 }).await;
-    let mut expected: Vec<String> = sent.iter().map(|id| format!("sqs:{name}:{id}")).collect();
-    expected.sort();
-    let rows = workflows(&pool, &name).await;
-    assert_eq!(rows.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), expected, "one workflow per message");
-    let effects: Vec<i32> = sqlx::query_scalar("SELECT n FROM public.side_effects").fetch_all(&pool).await.unwrap();
-    assert!(effects.len() == sent.len() && effects.iter().all(|n| *n == 1), "{effects:?}");
+    each_message_ran_once(&pool, &sqs, &queue_url, &sent).await;
     terminate(&mut second.0).await;
 }

@@ -301,11 +301,20 @@ impl RuntimeBuilder {
         let engine = Engine::new(store, registry, queues, config);
         engine.install()?;
         // Alive before recovering, so nobody hands this executor's work away meanwhile.
-        engine.store.heartbeat(&engine.config.executor_id, &engine.config.app_version).await?;
-        if self.recover.unwrap_or(true) {
-            let resumed = engine.recover().await?;
-            if resumed > 0 {
-                tracing::info!(resumed, "exactly: recovered PENDING workflows");
+        // A server restarting now drops the connections: both are tried again for as
+        // long as connecting may take (recovery skips what an earlier try started).
+        let recover = self.recover.unwrap_or(true);
+        let resumed = while_transient(store_config.connect_timeout, || async {
+            engine.store.heartbeat(&engine.config.executor_id, &engine.config.app_version).await?;
+            if recover { engine.recover().await } else { Ok(0) }
+        })
+        .await;
+        match resumed {
+            Ok(0) => {}
+            Ok(resumed) => tracing::info!(resumed, "exactly: recovered PENDING workflows"),
+            Err(e) => {
+                engine.shutdown(Duration::ZERO).await; // so that a corrected launch may follow
+                return Err(e);
             }
         }
         tokio::spawn(heartbeat::run(engine.clone(), heartbeat));
@@ -324,6 +333,29 @@ impl RuntimeBuilder {
             "exactly: runtime launched"
         );
         Ok(Runtime { engine, shutdown_timeout })
+    }
+}
+
+/// Runs `step` again while it fails on a database that is briefly away (a restart),
+/// for up to `budget`; any other error, or one past the budget, is returned.
+async fn while_transient<T, F, Fut>(budget: Duration, mut step: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + budget;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match step().await {
+            Err(Error::Database { context, source })
+                if crate::store::is_transient(&source) && tokio::time::Instant::now() + delay < deadline =>
+            {
+                tracing::warn!(error = %source, %context, retry_in = ?delay, "exactly: PostgreSQL went away during launch; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use sqlx::{Connection, Row};
 
 use crate::error::{Error, Result};
 pub(crate) use queue::{Claimed, ENQUEUED_CHANNEL};
-pub(crate) use writer::{Finish, NewWorkflow, StepRecord, Writer};
+pub(crate) use writer::{Finish, NewWorkflow, StepRecord, Writer, is_transient};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -194,8 +194,13 @@ fn fail(write: Write, source: sqlx::Error) {
 }
 
 /// Connection-level failures that retrying will cure once the database is back.
-pub(super) fn is_transient(e: &sqlx::Error) -> bool {
+pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
     match e {
+        // A migration cut short by a restarting server.
+        sqlx::Error::Migrate(m) => match m.as_ref() {
+            sqlx::migrate::MigrateError::Execute(e) | sqlx::migrate::MigrateError::ExecuteMigration(e, _) => is_transient(e),
+            _ => false,
+        },
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
         sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => {
@@ -386,6 +391,15 @@ mod tests {
 
     fn insert(id: &str) -> Write {
         Write::Insert(row(id), oneshot::channel().0)
+    }
+
+    #[test]
+    fn a_migration_cut_short_by_a_restarting_server_is_transient() {
+        use sqlx::migrate::MigrateError;
+        let reset = || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(is_transient(&sqlx::Error::Migrate(Box::new(MigrateError::Execute(reset())))));
+        assert!(is_transient(&sqlx::Error::Migrate(Box::new(MigrateError::ExecuteMigration(reset(), 4)))));
+        assert!(!is_transient(&sqlx::Error::Migrate(Box::new(MigrateError::VersionMismatch(4)))));
     }
 
     #[test]

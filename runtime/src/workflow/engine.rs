@@ -346,8 +346,18 @@ impl Engine {
     /// been started more than `1 + max_recovery_attempts` times is given up as
     /// MAX_RECOVERY_ATTEMPTS_EXCEEDED, its inputs kept.
     pub async fn recover(self: &Arc<Self>) -> Result<usize> {
-        let pending = self.store.claim_pending(&self.config.executor_id, &[]).await?;
+        // Empty at launch; after a recovery cut short by the database and tried again,
+        // what the first try started already runs, and is not claimed (counted) twice.
+        let running = self.running_now();
+        let pending = self.store.claim_pending(&self.config.executor_id, &running).await?;
         self.resume(pending).await
+    }
+
+    /// The IDs of the workflows running in this process's current generation.
+    fn running_now(&self) -> Vec<String> {
+        let generation = *self.generation.borrow();
+        let live = self.live.lock().expect("live tasks poisoned");
+        live.iter().filter(|(_, g)| **g == generation).map(|(id, _)| id.clone()).collect()
     }
 
     /// Called when this executor learns that another one declared it dead and put
@@ -358,15 +368,7 @@ impl Engine {
     /// keep running.
     pub async fn recover_after_takeover(self: &Arc<Self>) -> Result<usize> {
         self.end_all_workflows();
-        let generation = *self.generation.borrow();
-        let running: Vec<String> = self
-            .live
-            .lock()
-            .expect("live tasks poisoned")
-            .iter()
-            .filter(|(_, g)| **g == generation)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let running = self.running_now();
         let pending = self.store.claim_pending(&self.config.executor_id, &running).await?;
         self.resume(pending).await
     }
