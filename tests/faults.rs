@@ -487,8 +487,9 @@ impl Fleet {
             if let Some(child) = worker.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                // A launch while PostgreSQL restarts fails (launch does not wait for the
-                // database): restarted, as a process manager would.
+                // Nothing the harness did ends a worker on its own (launch waits out a
+                // restarting database within its connect timeout): restarted, as a
+                // process manager would, and counted against the run.
                 say(&format!("faults: worker {} exited ({status}); restarting it", worker.name));
                 worker.child = None;
                 worker.restart_at = Some(now + Duration::from_secs(1));
@@ -806,14 +807,18 @@ fn report(workload: &str, config: &Config, messages: usize, counts: &Counts, ver
     let failed = !(verdict.lost.is_empty()
         && verdict.duplicated.is_empty()
         && verdict.stuck.is_empty()
-        && verdict.unexplained.is_empty());
+        && verdict.unexplained.is_empty()
+        && counts.unexpected_exits == 0
+        && counts.unclean_stops == 0);
     assert!(
         !failed,
-        "{workload}: lost={} duplicated={} stuck={} unexplained_repeats={} (replay with EXACTLY_FAULTS={} EXACTLY_FAULTS_SEED={})",
+        "{workload}: lost={} duplicated={} stuck={} unexplained_repeats={} unexpected_exits={} unclean_stops={} (replay with EXACTLY_FAULTS={} EXACTLY_FAULTS_SEED={})",
         verdict.lost.len(),
         verdict.duplicated.len(),
         verdict.stuck.len(),
         verdict.unexplained.len(),
+        counts.unexpected_exits,
+        counts.unclean_stops,
         config.mode,
         config.seed
     );
