@@ -106,13 +106,7 @@ fn child_env<'a>(url: &'a str, executor: &'a str, id: &'a str) -> Vec<(&'a str, 
 async fn test_database(name: &str) -> (String, sqlx::PgPool) {
     let url = common::fresh_database(name).await;
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    sqlx::raw_sql(
-        "CREATE TABLE public.side_effects (workflow_id TEXT NOT NULL, step TEXT NOT NULL, n INTEGER NOT NULL,
-                                           PRIMARY KEY (workflow_id, step))",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    common::create_side_effects(&pool).await;
     (url, pool)
 }
 

@@ -86,13 +86,7 @@ impl Run {
     async fn new(test: &'static str, database: &str, partitions: i32) -> Run {
         let url = common::fresh_database(database).await;
         let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        sqlx::raw_sql(
-            "CREATE TABLE public.side_effects (workflow_id TEXT NOT NULL, step TEXT NOT NULL, n INTEGER NOT NULL,
-                                               PRIMARY KEY (workflow_id, step))",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
+        common::create_side_effects(&pool).await;
         let topic = kafka_common::unique("exactly-test-crash");
         let group = kafka_common::unique("exactly-test-crash-group");
         kafka_common::create_topics(&[(&topic, partitions)]).await;

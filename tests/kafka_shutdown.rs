@@ -99,13 +99,7 @@ async fn shutdown_with_the_broker_down_is_bounded_and_loses_nothing() {
     }
     let url = common::fresh_database("exactly_test_kafka_shutdown").await;
     let db = sqlx::PgPool::connect(&url).await.unwrap();
-    sqlx::raw_sql(
-        "CREATE TABLE public.side_effects (workflow_id TEXT NOT NULL, step TEXT NOT NULL, n INTEGER NOT NULL,
-                                           PRIMARY KEY (workflow_id, step))",
-    )
-    .execute(&db)
-    .await
-    .unwrap();
+    common::create_side_effects(&db).await;
     let topic = kafka_common::unique("exactly-test-shutdown");
     let group = kafka_common::unique("exactly-test-shutdown-group");
     kafka_common::create_topics(&[(&topic, 2)]).await;

@@ -180,13 +180,7 @@ async fn a_launch_whose_connections_drop_mid_recovery_tries_again_and_runs_each_
     let mut seed = common::KillOnDrop(common::spawn_child(test, "seed", &[("EXACTLY_DATABASE_URL", &url)]));
     assert!(tokio::task::block_in_place(|| common::wait_exit(&mut seed.0, Duration::from_secs(60))).success());
     // RECOVERED workflows left PENDING by executor `recovering`.
-    sqlx::raw_sql(
-        "CREATE TABLE public.side_effects (workflow_id TEXT NOT NULL, step TEXT NOT NULL, n INTEGER NOT NULL,
-                                           PRIMARY KEY (workflow_id, step))",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    common::create_side_effects(&pool).await;
     sqlx::query(
         "INSERT INTO exactly.workflow_status (workflow_id, name, status, inputs, executor_id, app_version, recovery_attempts)
          SELECT 'recovered-' || n, 'outage.recovered', 'PENDING', jsonb_build_array(n), 'recovering', '0', 1

@@ -96,11 +96,8 @@ async fn child_main(role: &str) {
 async fn test_database(name: &str) -> (String, sqlx::PgPool) {
     let url = common::fresh_database(name).await;
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    sqlx::raw_sql(
-        "CREATE TABLE public.side_effects (workflow_id TEXT NOT NULL, step TEXT NOT NULL, n INTEGER NOT NULL,
-                                           PRIMARY KEY (workflow_id, step));
-         CREATE TABLE public.answers (process BIGINT PRIMARY KEY, answer BIGINT NOT NULL);",
-    )
+    common::create_side_effects(&pool).await;
+    sqlx::raw_sql("CREATE TABLE public.answers (process BIGINT PRIMARY KEY, answer BIGINT NOT NULL)")
     .execute(&pool)
     .await
     .unwrap();

@@ -112,13 +112,7 @@ async fn a_worker_killed_between_insert_and_delete_runs_no_second_workflow() {
     }
     let url = common::fresh_database("exactly_test_sqs_crash").await;
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    sqlx::raw_sql(
-        "CREATE TABLE public.side_effects (workflow_id TEXT NOT NULL, step TEXT NOT NULL, n INTEGER NOT NULL,
-                                           PRIMARY KEY (workflow_id, step))",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    common::create_side_effects(&pool).await;
     let client = sqs_support::client();
     let queue_url = sqs_support::create_queue(&client, &sqs_support::unique("crash"), 2).await;
     let name = queue_url.rsplit('/').next().unwrap().to_owned();

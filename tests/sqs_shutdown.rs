@@ -75,7 +75,7 @@ async fn sigterm_mid_long_poll_and_mid_store_exits_promptly_and_loses_nothing() 
     }
     let url = common::fresh_database("exactly_test_sqs_shutdown").await;
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    sqs_support::create_side_effects(&pool).await;
+    common::create_side_effects(&pool).await;
     let sqs = client();
     let name = unique("shutdown");
     // A short visibility timeout: what the killed worker leaves comes back soon.
@@ -179,7 +179,7 @@ async fn sigterm_with_an_insert_held_by_the_database_exits_within_the_grace() {
     }
     let url = common::fresh_database("exactly_test_sqs_shutdown_held").await;
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    sqs_support::create_side_effects(&pool).await;
+    common::create_side_effects(&pool).await;
     let sqs = client();
     let name = unique("shutdown-held");
     let queue_url = create_queue(&sqs, &name, 2).await;

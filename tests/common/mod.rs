@@ -158,6 +158,18 @@ pub fn child_pool() -> &'static sqlx::PgPool {
     })
 }
 
+/// Creates the table of [`side_effect`] in a test's database.
+#[allow(dead_code)] // not every test binary counts side effects
+pub async fn create_side_effects(pool: &sqlx::PgPool) {
+    sqlx::raw_sql(
+        "CREATE TABLE public.side_effects (workflow_id TEXT NOT NULL, step TEXT NOT NULL, n INTEGER NOT NULL,
+                                           PRIMARY KEY (workflow_id, step))",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 /// Records one execution of a side effect: the counter of (workflow, step) goes up.
 pub async fn side_effect(pool: &sqlx::PgPool, workflow_id: &str, step: &str) {
     sqlx::query(

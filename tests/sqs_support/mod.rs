@@ -218,17 +218,6 @@ pub async fn count(pool: &sqlx::PgPool, name: &str, status: &str) -> usize {
     workflows(pool, name).await.iter().filter(|(_, s)| s == status).count()
 }
 
-/// The `public.side_effects` table of `common::side_effect`, in a test's own database.
-pub async fn create_side_effects(pool: &sqlx::PgPool) {
-    sqlx::raw_sql(
-        "CREATE TABLE public.side_effects (workflow_id TEXT NOT NULL, step TEXT NOT NULL, n INTEGER NOT NULL,
-                                           PRIMARY KEY (workflow_id, step))",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
-}
-
 /// Asks a child process to shut down, as a service manager does (SIGTERM).
 pub fn terminate(child: &Child) {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
