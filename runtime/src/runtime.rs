@@ -304,7 +304,7 @@ impl RuntimeBuilder {
         // A server restarting now drops the connections: both are tried again for as
         // long as connecting may take (recovery skips what an earlier try started).
         let recover = self.recover.unwrap_or(true);
-        let resumed = while_transient(store_config.connect_timeout, || async {
+        let resumed = crate::store::while_transient(store_config.connect_timeout, || async {
             engine.store.heartbeat(&engine.config.executor_id, &engine.config.app_version).await?;
             if recover { engine.recover().await } else { Ok(0) }
         })
@@ -333,29 +333,6 @@ impl RuntimeBuilder {
             "exactly: runtime launched"
         );
         Ok(Runtime { engine, shutdown_timeout })
-    }
-}
-
-/// Runs `step` again while it fails on a database that is briefly away (a restart),
-/// for up to `budget`; any other error, or one past the budget, is returned.
-async fn while_transient<T, F, Fut>(budget: Duration, mut step: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let deadline = tokio::time::Instant::now() + budget;
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match step().await {
-            Err(Error::Database { context, source })
-                if crate::store::is_transient(&source) && tokio::time::Instant::now() + delay < deadline =>
-            {
-                tracing::warn!(error = %source, %context, retry_in = ?delay, "exactly: PostgreSQL went away during launch; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(1));
-            }
-            other => return other,
-        }
     }
 }
 

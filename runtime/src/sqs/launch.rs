@@ -264,19 +264,19 @@ fn plan_one(
     let wait_time_s = options.wait_time_s.unwrap_or(DEFAULT_WAIT_TIME_S);
     let batch_size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
     let pollers = options.pollers.unwrap_or(DEFAULT_POLLERS);
-    let range = |what: &str, value: u32, min: u32, max: u32| {
+    // `who` sets the bound: SQS itself, or exactly.
+    let range = |what: &str, value: u32, (min, max): (u32, u32), who: &str| {
         if (min..=max).contains(&value) {
             Ok(())
         } else {
-            let who = if what == "pollers" { "exactly" } else { "SQS" };
             Err(Error::Config(format!("{describe}: `{what}` is {value}; {who} allows {min} to {max}")))
         }
     };
-    range("wait_time_s", wait_time_s, 0, 20)?;
-    range("batch_size", batch_size, 1, 10)?;
-    range("pollers", pollers, 1, MAX_POLLERS)?;
+    range("wait_time_s", wait_time_s, (0, 20), "SQS")?;
+    range("batch_size", batch_size, (1, 10), "SQS")?;
+    range("pollers", pollers, (1, MAX_POLLERS), "exactly")?;
     if let Some(visibility) = options.visibility_timeout_s {
-        range("visibility_timeout_s", visibility, 0, 43_200)?;
+        range("visibility_timeout_s", visibility, (0, 43_200), "SQS")?;
     }
     let client = match (&options.client, receiver_index) {
         (Some(source), _) => PlanClient::Own(source.clone()),

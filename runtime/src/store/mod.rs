@@ -15,7 +15,7 @@ use sqlx::{Connection, Row};
 
 use crate::error::{Error, Result};
 pub(crate) use queue::{Claimed, ENQUEUED_CHANNEL};
-pub(crate) use writer::{Finish, NewWorkflow, StepRecord, Writer, is_transient};
+pub(crate) use writer::{Finish, NewWorkflow, StepRecord, Writer};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -173,34 +173,20 @@ impl Store {
         let options = options.options([("search_path", config.schema.as_str())]);
         // A server that is restarting refuses or drops connections for a moment:
         // launch keeps trying for the connect timeout before it gives up.
-        let deadline = tokio::time::Instant::now() + config.connect_timeout;
-        let mut delay = Duration::from_millis(100);
-        let pool = loop {
-            let attempt = async {
-                let pool = PgPoolOptions::new()
-                    .max_connections(config.pool_size)
-                    // A ping on every acquire would add a round trip to every checkpoint; a
-                    // dead connection fails its statement instead, and the writer retries.
-                    .test_before_acquire(false)
-                    .acquire_timeout(config.connect_timeout)
-                    .connect_with(options.clone())
-                    .await
-                    .map_err(|e| Error::db(format!("connecting to PostgreSQL at {target}"), e))?;
-                migrate(&pool, &config.schema).await?;
-                Ok::<_, Error>(pool)
-            };
-            match attempt.await {
-                Ok(pool) => break pool,
-                Err(Error::Database { source, .. })
-                    if writer::is_transient(&source) && tokio::time::Instant::now() + delay < deadline =>
-                {
-                    tracing::warn!(error = %source, retry_in = ?delay, "exactly: PostgreSQL at {target} is not answering; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(1));
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let pool = while_transient(config.connect_timeout, || async {
+            let pool = PgPoolOptions::new()
+                .max_connections(config.pool_size)
+                // A ping on every acquire would add a round trip to every checkpoint; a
+                // dead connection fails its statement instead, and the writer retries.
+                .test_before_acquire(false)
+                .acquire_timeout(config.connect_timeout)
+                .connect_with(options.clone())
+                .await
+                .map_err(|e| Error::db(format!("connecting to PostgreSQL at {target}"), e))?;
+            migrate(&pool, &config.schema).await?;
+            Ok(pool)
+        })
+        .await?;
         let writer = Writer::spawn(pool.clone(), config.writers, config.max_batch);
         Ok(Store { pool, writer })
     }
@@ -323,6 +309,31 @@ fn validate_schema(schema: &str) -> Result<()> {
         Err(Error::Config(format!(
             "schema name `{schema}` is not a plain lower-case identifier (letters, digits, `_`, at most 63 bytes)"
         )))
+    }
+}
+
+/// Runs `step` again while it fails on a database that is briefly away (a server
+/// restarting refuses or drops connections), for up to `budget`: launch's connect,
+/// migrations, first heartbeat and recovery. Any other error, or one past the
+/// budget, is returned.
+pub(crate) async fn while_transient<T, F, Fut>(budget: Duration, mut step: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + budget;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match step().await {
+            Err(Error::Database { context, source })
+                if writer::is_transient(&source) && tokio::time::Instant::now() + delay < deadline =>
+            {
+                tracing::warn!(error = %source, %context, retry_in = ?delay, "exactly: PostgreSQL is not answering; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
     }
 }
 
