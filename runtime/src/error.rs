@@ -144,6 +144,11 @@ pub enum Error {
     #[error("timed out after {0:?}")]
     Timeout(Duration),
 
+    /// A part of the runtime stopped and could not be restarted; the runtime was shut
+    /// down. Exit the process so that its manager restarts it.
+    #[error("the exactly runtime failed: {0}")]
+    Failed(String),
+
     /// A user error, created with [`Error::msg`].
     #[error("{0}")]
     Message(String),

@@ -8,6 +8,8 @@
 
 mod checks;
 mod error;
+#[cfg(any(feature = "kafka", feature = "sqs"))]
+mod ingest;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod queue;
@@ -16,12 +18,14 @@ pub mod runtime;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 mod store;
+pub mod supervise;
 mod workflow;
 
 pub use error::{Error, Result};
 pub use queue::{Queue, RateLimit};
 pub use runtime::{Runtime, RuntimeBuilder, launch};
 pub use store::{WorkflowState, WorkflowStatus};
+pub use supervise::{Health, ReceiverHealth, ReceiverState};
 pub use workflow::call::{StartOptions, WorkflowCall, WorkflowHandle};
 pub use workflow::context::{step_id, workflow_id};
 pub use workflow::step::{run_step, run_step_with};
@@ -48,6 +52,8 @@ pub mod __private {
     pub use crate::sqs::{
         Ordering as SqsOrdering, SqsConsumerRegistration, SqsConsumerSpec, SqsMessage, StaticQueueUrl, aws_sdk_sqs,
     };
+
+    pub use crate::supervise::inject_panic;
 
     use crate::error::{Error, Result};
 

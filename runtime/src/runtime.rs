@@ -11,6 +11,7 @@ use crate::queue::heartbeat::{self, HeartbeatConfig};
 use crate::queue::{self, Queue, dispatch};
 use crate::registry::Registry;
 use crate::store::{Store, StoreConfig, WorkflowStatus};
+use crate::supervise::{self, Health, OnStop, Supervisor};
 use crate::workflow::call::WorkflowHandle;
 use crate::workflow::engine::{Engine, EngineConfig};
 
@@ -75,10 +76,28 @@ impl Runtime {
     }
 
     /// Runs until SIGINT or SIGTERM (Ctrl-C elsewhere), then shuts down.
+    ///
+    /// Returns an error, after shutting down, if a part of the runtime stopped and
+    /// could not be restarted (see [`health`](Self::health)): return it from `main`
+    /// so that the process exits non-zero and its manager restarts it.
     pub async fn until_shutdown_signal(self) -> Result<()> {
-        wait_for_signal().await?;
-        tracing::info!("exactly: shutdown signal received");
-        self.shutdown().await
+        tokio::select! {
+            signal = wait_for_signal() => {
+                signal?;
+                tracing::info!("exactly: shutdown signal received");
+                self.shutdown().await
+            }
+            failure = self.engine.supervisor.failed() => {
+                self.shutdown().await?;
+                Err(Error::Failed(failure))
+            }
+        }
+    }
+
+    /// The state of every receiver and whether the runtime has failed, for health
+    /// checks: [`Health::is_healthy`] for liveness, [`Health::is_ready`] for readiness.
+    pub fn health(&self) -> Health {
+        self.engine.supervisor.health()
     }
 }
 
@@ -297,8 +316,9 @@ impl RuntimeBuilder {
         if dispatch_poll.is_zero() {
             return Err(Error::Config("the dispatcher poll interval (EXACTLY_DISPATCH_POLL_MS) must be positive".into()));
         }
-        let store = Store::connect(&store_config).await?;
-        let engine = Engine::new(store, registry, queues, config);
+        let supervisor = Supervisor::new();
+        let store = Store::connect(&store_config, &supervisor).await?;
+        let engine = Engine::new(store, registry, queues, config, supervisor);
         engine.install()?;
         // Alive before recovering, so nobody hands this executor's work away meanwhile.
         // A server restarting now drops the connections: both are tried again for as
@@ -317,8 +337,13 @@ impl RuntimeBuilder {
                 return Err(e);
             }
         }
-        tokio::spawn(heartbeat::run(engine.clone(), heartbeat));
-        tokio::spawn(dispatch::run(engine.clone(), dispatch_poll));
+        // Both keep nothing that is not in the database: restarted if they stop.
+        let beating = engine.clone();
+        supervise::spawn(&engine.supervisor, "heartbeat", OnStop::Restart, move || heartbeat::run(beating.clone(), heartbeat));
+        let dispatching = engine.clone();
+        supervise::spawn(&engine.supervisor, "dispatcher", OnStop::Restart, move || {
+            dispatch::run(dispatching.clone(), dispatch_poll)
+        });
         #[cfg(feature = "sqs")]
         if let Err(e) = crate::sqs::start(&engine, &self.sqs).await {
             engine.shutdown(Duration::ZERO).await; // so that a corrected launch may follow

@@ -31,6 +31,7 @@ pub(crate) async fn run(engine: Arc<Engine>, poll: Duration) {
     let mut due = all.clone();
     let mut delay = Duration::from_millis(50);
     while !engine.is_shutting_down() {
+        crate::supervise::fault_point("dispatcher");
         let mut failed = false;
         if let Err(e) = engine.hand_back_unstarted().await {
             tracing::warn!(error = %e, "exactly: dispatcher cannot hand claimed workflows back; retrying");

@@ -20,6 +20,7 @@ pub(crate) async fn run(engine: Arc<Engine>, config: HeartbeatConfig) {
     let executor = engine.config.executor_id.clone();
     let mut registered = false;
     while !engine.is_shutting_down() {
+        crate::supervise::fault_point("heartbeat");
         match engine.store.heartbeat(&executor, &engine.config.app_version).await {
             Ok(alive) => {
                 if registered && !alive {

@@ -121,8 +121,10 @@ pub(crate) async fn start(engine: &Arc<Engine>, settings: &SqsSettings) -> Resul
             "exactly: SQS consumer started"
         );
         let consumer = Arc::new(consumer);
-        for _ in 0..consumer.plan.pollers {
-            tasks.push(tokio::spawn(poll::run(engine.clone(), consumer.clone(), stopped.clone())));
+        for i in 0..consumer.plan.pollers {
+            let name = format!("{} (poller {})", consumer.plan.describe, i + 1);
+            let probe = engine.supervisor.probe("sqs", name);
+            tasks.push(tokio::spawn(poll::run(engine.clone(), consumer.clone(), stopped.clone(), probe)));
         }
     }
     engine.before_shutdown(Box::pin(async move {

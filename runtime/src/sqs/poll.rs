@@ -7,15 +7,18 @@
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::error::DisplayErrorContext;
+use futures_util::FutureExt;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
 };
 use tokio::sync::watch;
 
 use crate::error::Error;
+use crate::ingest::{self, Reject, safe_key};
+use crate::supervise::{MIN_RESTART_DELAY, Probe, ReceiverState, STABLE_AFTER, panic_message};
 use crate::workflow::engine::{BatchStart, Engine};
 
 use super::consumer::Ordering;
@@ -40,13 +43,39 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const ROOM_CHECK: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-pub(crate) async fn run(engine: Arc<Engine>, consumer: Arc<Consumer>, mut stop: watch::Receiver<bool>) {
+/// Runs one poller under supervision: one that panics is started again with
+/// backoff (the batch it held was not deleted: it comes back and deduplicates).
+pub(crate) async fn run(engine: Arc<Engine>, consumer: Arc<Consumer>, mut stop: watch::Receiver<bool>, probe: Arc<Probe>) {
+    let mut delay = MIN_RESTART_DELAY;
+    loop {
+        let started = Instant::now();
+        let ended = AssertUnwindSafe(receive_loop(&engine, &consumer, stop.clone(), &probe)).catch_unwind().await;
+        let Err(panic) = ended else { break }; // stopped
+        if started.elapsed() > STABLE_AFTER {
+            delay = MIN_RESTART_DELAY;
+        }
+        let reason = format!("the poller panicked: {}", panic_message(&*panic));
+        probe.set(ReceiverState::Rebuilding, Some(&reason));
+        tracing::error!(queue_url = %consumer.plan.queue_url, reason, restart_in = ?delay, "exactly: SQS poller stopped; starting it again");
+        if pause(&mut stop, &mut delay).await {
+            break;
+        }
+    }
+    probe.set(ReceiverState::Stopped, None);
+    tracing::debug!(queue_url = %consumer.plan.queue_url, "exactly: SQS consumer stopped");
+}
+
+async fn receive_loop(engine: &Arc<Engine>, consumer: &Consumer, mut stop: watch::Receiver<bool>, probe: &Probe) {
     let url = consumer.plan.queue_url.as_str();
     let mut backoff = MIN_BACKOFF;
     let mut failures = 0u32;
     'receiving: loop {
+        crate::supervise::fault_point("sqs poller");
         // While the process runs its most workflows (`max_running`), receive nothing:
         // the messages wait in the queue.
+        if !engine.has_room() {
+            probe.set(ReceiverState::PausedForRoom, None);
+        }
         while !engine.has_room() {
             tokio::select! {
                 _ = stop.wait_for(|stopped| *stopped) => break 'receiving,
@@ -56,10 +85,11 @@ pub(crate) async fn run(engine: Arc<Engine>, consumer: Arc<Consumer>, mut stop: 
         let received = tokio::select! {
             biased;
             _ = stop.wait_for(|stopped| *stopped) => break,
-            received = receive(&consumer) => received,
+            received = receive(consumer) => received,
         };
         let messages = match received {
             Ok(messages) => {
+                probe.set(ReceiverState::Consuming, None);
                 if failures > 0 {
                     tracing::info!(queue_url = url, failures, "exactly: SQS queue reachable again; receiving");
                 }
@@ -70,6 +100,9 @@ pub(crate) async fn run(engine: Arc<Engine>, consumer: Arc<Consumer>, mut stop: 
             Err(e) => {
                 failures += 1;
                 tracing::warn!(queue_url = url, error = %e, retry_in = ?backoff, failures, "exactly: cannot receive from SQS; retrying");
+                if failures >= 3 {
+                    probe.set(ReceiverState::WaitingForServer, Some(&e));
+                }
                 if pause(&mut stop, &mut backoff).await {
                     break;
                 }
@@ -93,7 +126,7 @@ pub(crate) async fn run(engine: Arc<Engine>, consumer: Arc<Consumer>, mut stop: 
             tokio::time::sleep(STOP_GRACE).await;
         };
         let outcome = tokio::select! {
-            outcome = handle(&engine, &consumer, messages) => outcome,
+            outcome = handle(engine, consumer, messages) => outcome,
             _ = grace => {
                 tracing::warn!(queue_url = url, "exactly: shutdown cut short storing a batch of SQS messages; they come back after their visibility timeout");
                 break;
@@ -103,13 +136,13 @@ pub(crate) async fn run(engine: Arc<Engine>, consumer: Arc<Consumer>, mut stop: 
             if matches!(e, Error::ShuttingDown) {
                 break;
             }
+            probe.set(ReceiverState::WaitingForDatabase, Some(&e.to_string()));
             tracing::error!(queue_url = url, error = %e, retry_in = ?backoff, "exactly: could not store a batch of SQS messages; none was deleted, they come back after their visibility timeout");
             if pause(&mut stop, &mut backoff).await {
                 break;
             }
         }
     }
-    tracing::debug!(queue_url = url, "exactly: SQS consumer stopped");
 }
 
 /// Sleeps for the backoff (doubling it for next time); true if stopped meanwhile.
@@ -165,8 +198,9 @@ async fn handle(
         let start = match workflow_id(consumer, &message) {
             Ok(id) => {
                 let inputs = crate::__private::encode_inputs(plan.workflow.name, &(&message,))?;
-                let partition_key = (plan.ordering == Ordering::Group)
-                    .then(|| format!("{}:{}", plan.queue_name, message.group_id().unwrap_or(&message.message_id)));
+                let partition_key = (plan.ordering == Ordering::Group).then(|| {
+                    format!("{}:{}", plan.queue_name, safe_key(message.group_id().unwrap_or(&message.message_id)))
+                });
                 BatchStart {
                     spec: plan.workflow,
                     id,
@@ -193,7 +227,9 @@ async fn handle(
     if starts.is_empty() {
         return Ok(());
     }
-    let inserted = extending_visibility(consumer, &receipts, engine.start_batch(starts)).await?;
+    let describe = plan.describe.clone();
+    let reject: Reject = Arc::new(move |start, reason| rejected::refused(&describe, start, reason));
+    let inserted = extending_visibility(consumer, &receipts, ingest::record(engine, &starts, &reject)).await?;
     let new = inserted.iter().filter(|i| **i).count();
     tracing::debug!(queue_url = %plan.queue_url, new, redelivered = inserted.len() - new, "exactly: stored a batch of SQS messages");
     delete(consumer, &receipts).await;
@@ -209,17 +245,14 @@ fn workflow_id(consumer: &Consumer, message: &SqsMessage) -> Result<String, Stri
         return Ok(format!("sqs:{}:{}", plan.queue_name, message.message_id));
     };
     match std::panic::catch_unwind(AssertUnwindSafe(|| key_fn(message))) {
-        Ok(key) if !key.is_empty() => Ok(format!("sqs:{}:{key}", plan.queue_name)),
+        // A key PostgreSQL would refuse in an ID (too long, or with NUL) is hashed.
+        Ok(key) if !key.is_empty() => Ok(format!("sqs:{}:{}", plan.queue_name, safe_key(&key))),
         Ok(_) => Err(format!(
             "the key function of {} returned an empty key for SQS message `{}`; it was not given to its workflow",
             plan.describe, message.message_id
         )),
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-text payload".to_owned());
+            let what = panic_message(&*panic);
             Err(format!(
                 "the key function of {} panicked on SQS message `{}` ({what}); it was not given to its workflow",
                 plan.describe, message.message_id

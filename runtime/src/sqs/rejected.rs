@@ -7,6 +7,7 @@
 //! a redelivery meanwhile finds the row and is deduplicated like any other.
 
 use super::message::SqsMessage;
+use crate::workflow::engine::BatchStart;
 use crate::registry::{Location, WorkflowRegistration, WorkflowSpec, reject_with_recorded_reason};
 
 /// The durable name of the internal workflow of rejected messages.
@@ -25,4 +26,19 @@ inventory::submit! { WorkflowRegistration(&REJECTED) }
 pub(crate) fn inputs(workflow: &str, message: &SqsMessage, reason: &str) -> String {
     let record = serde_json::json!({ "workflow": workflow, "reason": reason, "message": message });
     serde_json::Value::Array(vec![record]).to_string()
+}
+
+/// The rejected row of a message whose row PostgreSQL refused: the message as it
+/// was recorded for its workflow, and the reason, under the same ID.
+pub(crate) fn refused(consumer: &str, start: &BatchStart, reason: &str) -> BatchStart {
+    let message = serde_json::from_str::<serde_json::Value>(&start.inputs).map(|inputs| inputs[0].clone()).unwrap_or_default();
+    let record = serde_json::json!({ "workflow": start.spec.name, "consumer": consumer, "reason": reason, "message": message });
+    BatchStart {
+        spec: &REJECTED,
+        id: start.id.clone(),
+        inputs: serde_json::Value::Array(vec![record]).to_string(),
+        queue: None,
+        partition_key: None,
+        source: start.source.clone(),
+    }
 }

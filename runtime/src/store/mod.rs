@@ -8,12 +8,14 @@ mod writer;
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, Row};
 
 use crate::error::{Error, Result};
+use crate::supervise::Supervisor;
 pub(crate) use queue::{Claimed, ENQUEUED_CHANNEL};
 pub(crate) use writer::{Finish, NewWorkflow, StepRecord, Writer};
 
@@ -158,7 +160,7 @@ pub(crate) struct StoreConfig {
 
 impl Store {
     /// Connects, creates the schema and applies the migrations under an advisory lock.
-    pub async fn connect(config: &StoreConfig) -> Result<Store> {
+    pub async fn connect(config: &StoreConfig, supervisor: &Arc<Supervisor>) -> Result<Store> {
         validate_schema(&config.schema)?;
         let options = PgConnectOptions::from_str(&config.url).map_err(|e| {
             Error::Config(format!("{} is not a valid PostgreSQL URL ({e})", config.url_source))
@@ -187,7 +189,7 @@ impl Store {
             Ok(pool)
         })
         .await?;
-        let writer = Writer::spawn(pool.clone(), config.writers, config.max_batch);
+        let writer = Writer::spawn(pool.clone(), config.writers, config.max_batch, supervisor);
         Ok(Store { pool, writer })
     }
 

@@ -19,6 +19,7 @@ use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::error::{Error, Result};
+use crate::supervise::{self, OnStop, Supervisor};
 
 /// A workflow row to insert (status PENDING, or ENQUEUED with a queue).
 #[derive(Debug, Clone)]
@@ -72,11 +73,16 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(pool: PgPool, writers: usize, max_batch: usize) -> Writer {
+    /// A writer that stops while the runtime runs fails the runtime: the callers of
+    /// the batch it held would never hear whether their writes are durable.
+    pub fn spawn(pool: PgPool, writers: usize, max_batch: usize, supervisor: &Arc<Supervisor>) -> Writer {
         let (tx, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..writers.max(1) {
-            tokio::spawn(run_writer(pool.clone(), rx.clone(), max_batch.max(1)));
+            let (pool, rx) = (pool.clone(), rx.clone());
+            supervise::spawn(supervisor, "checkpoint writer", OnStop::FailRuntime, move || {
+                run_writer(pool.clone(), rx.clone(), max_batch.max(1))
+            });
         }
         Writer { tx }
     }
@@ -122,6 +128,7 @@ async fn run_writer(pool: PgPool, rx: Arc<Mutex<mpsc::UnboundedReceiver<Write>>>
                 return; // every sender is gone: the runtime has shut down
             }
         }
+        supervise::fault_point("checkpoint writer");
         write_batch(&pool, std::mem::take(&mut batch)).await;
     }
 }
@@ -418,7 +425,7 @@ mod tests {
                 writers: 1,
                 max_batch: 10,
             };
-            let store = Store::connect(&config).await.expect("the test needs dev/services' PostgreSQL");
+            let store = Store::connect(&config, &crate::supervise::Supervisor::new()).await.expect("the test needs dev/services' PostgreSQL");
             let pool = store.pool();
             let ids = |set: HashSet<String>| {
                 let mut v: Vec<_> = set.into_iter().collect();

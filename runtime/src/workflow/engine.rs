@@ -14,6 +14,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use crate::error::{Error, Result};
 use crate::queue::{INTERNAL_QUEUE, Queue};
 use crate::registry::{Registry, WorkflowSpec};
+use crate::supervise::{Supervisor, panic_message};
 use crate::store::{Claimed, Finish, NewWorkflow, Outcome, PendingWorkflow, StepRecord, Store, WorkflowState, error_json};
 use crate::workflow::call::StartOptions;
 use crate::workflow::context::{self, WorkflowContext};
@@ -70,9 +71,12 @@ pub(crate) struct Engine {
     live: Mutex<HashMap<String, u64>>,
     /// What the receivers registered to run first at shutdown (stop polling, commit).
     before_shutdown: Mutex<Vec<BoxFuture<'static, ()>>>,
+    /// Restarts the runtime's parts that stop, reports their health.
+    pub supervisor: Arc<Supervisor>,
 }
 
 /// One message's workflow, for [`Engine::start_batch`].
+#[derive(Debug, Clone)]
 #[cfg_attr(not(any(feature = "kafka", feature = "sqs")), allow(dead_code))] // used by the receivers
 pub(crate) struct BatchStart {
     pub spec: &'static WorkflowSpec,
@@ -96,7 +100,13 @@ pub(crate) struct Started {
 }
 
 impl Engine {
-    pub fn new(store: Store, registry: Registry, queues: HashMap<&'static str, Queue>, config: EngineConfig) -> Arc<Engine> {
+    pub fn new(
+        store: Store,
+        registry: Registry,
+        queues: HashMap<&'static str, Queue>,
+        config: EngineConfig,
+        supervisor: Arc<Supervisor>,
+    ) -> Arc<Engine> {
         Arc::new(Engine {
             store,
             runnable: registry.names(),
@@ -115,6 +125,7 @@ impl Engine {
             generation: watch::Sender::new(0),
             live: Mutex::new(HashMap::new()),
             before_shutdown: Mutex::new(Vec::new()),
+            supervisor,
         })
     }
 
@@ -208,11 +219,11 @@ impl Engine {
     /// call inserted the row (false: a redelivery of a message already recorded).
     /// Inserted rows not on a queue start running here at once.
     #[cfg_attr(not(any(feature = "kafka", feature = "sqs")), allow(dead_code))] // used by the receivers
-    pub async fn start_batch(self: &Arc<Self>, starts: Vec<BatchStart>) -> Result<Vec<bool>> {
+    pub async fn start_batch(self: &Arc<Self>, starts: &[BatchStart]) -> Result<Vec<bool>> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(Error::ShuttingDown);
         }
-        for start in &starts {
+        for start in starts {
             if let Some(queue) = &start.queue {
                 if !self.queues.contains_key(queue.as_str()) {
                     return Err(Error::UnknownQueue { queue: queue.clone(), declared: self.queue_names() });
@@ -237,9 +248,9 @@ impl Engine {
             })
             .collect();
         let inserted = self.store.writer.insert_many(rows).await?;
-        for (start, inserted) in starts.into_iter().zip(&inserted) {
+        for (start, inserted) in starts.iter().zip(&inserted) {
             if *inserted && start.queue.is_none() {
-                self.spawn(start.spec, start.id, start.inputs, HashMap::new(), None, None);
+                self.spawn(start.spec, start.id.clone(), start.inputs.clone(), HashMap::new(), None, None);
             }
         }
         Ok(inserted)
@@ -324,7 +335,7 @@ impl Engine {
                 Some(Ok(Ok(output))) => (WorkflowState::Success, Some(output), None),
                 Some(Ok(Err(message))) => (WorkflowState::Error, None, Some(error_json(&message))),
                 Some(Err(panic)) => {
-                    let message = panic_message(&panic);
+                    let message = panic_message(&*panic);
                     tracing::error!(workflow_id = %id, %message, "exactly: workflow panicked");
                     (WorkflowState::Error, None, Some(error_json(&format!("workflow panicked: {message}"))))
                 }
@@ -537,6 +548,7 @@ impl Engine {
     /// ends every workflow task where it stands and closes the database pool.
     pub async fn shutdown(self: &Arc<Self>, timeout: Duration) {
         let deadline = Instant::now() + timeout;
+        self.supervisor.stop();
         // Receivers stop first, so no new message arrives while workflows drain.
         let receivers = std::mem::take(&mut *self.before_shutdown.lock().expect("shutdown hooks poisoned"));
         if tokio::time::timeout(timeout, futures_util::future::join_all(receivers)).await.is_err() {
@@ -625,10 +637,3 @@ async fn with_timeout<F: Future>(timeout: Option<Duration>, fut: F) -> Option<F:
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string panic payload".to_owned())
-}

@@ -38,8 +38,12 @@ pub struct KafkaMessage {
 /// A message header. Kafka allows a key to repeat; headers keep their order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KafkaHeader {
-    /// The header's name.
+    /// The header's name. A name that is not UTF-8 appears here with U+FFFD for its
+    /// invalid bytes, and exactly as sent in [`raw_key`](Self::raw_key).
     pub key: String,
+    /// The name's bytes, only when they are not UTF-8 (Kafka does not forbid it).
+    #[serde(with = "bytes::optional", default, skip_serializing_if = "Option::is_none")]
+    pub raw_key: Option<Vec<u8>>,
     /// Its value; `None` for a header sent with a null value.
     #[serde(with = "bytes::optional", default)]
     pub value: Option<Vec<u8>>,
@@ -88,7 +92,7 @@ impl KafkaMessage {
 
     /// Adds a header.
     pub fn with_header(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        self.headers.push(KafkaHeader { key: key.into(), value: Some(value.into()) });
+        self.headers.push(KafkaHeader { key: key.into(), raw_key: None, value: Some(value.into()) });
         self
     }
 
@@ -165,17 +169,9 @@ impl KafkaMessage {
     }
 
     /// Copies a message out of librdkafka's buffers.
-    pub(crate) fn from_rdkafka<M: rdkafka::Message>(message: &M) -> Self {
-        use rdkafka::message::Headers as _;
-        let headers = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|h| KafkaHeader { key: h.key.to_owned(), value: h.value.map(<[u8]>::to_vec) })
-                    .collect()
-            })
-            .unwrap_or_default();
+    pub(crate) fn from_rdkafka(message: &rdkafka::message::BorrowedMessage<'_>) -> Self {
+        use rdkafka::Message as _;
+        let headers = read_headers(message);
         let timestamp = match message.timestamp() {
             rdkafka::Timestamp::CreateTime(ms) if ms >= 0 => Some(KafkaTimestamp { kind: TimestampKind::Create, ms }),
             rdkafka::Timestamp::LogAppendTime(ms) if ms >= 0 => {
@@ -192,6 +188,45 @@ impl KafkaMessage {
             headers,
             timestamp,
         }
+    }
+}
+
+/// Every header of a message, read through librdkafka itself: rdkafka's own reader
+/// panics on a header name that is not UTF-8, and one such message would kill the
+/// receiver.
+fn read_headers(message: &rdkafka::message::BorrowedMessage<'_>) -> Vec<KafkaHeader> {
+    use rdkafka::bindings as rd;
+    let mut headers = Vec::new();
+    let mut native: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
+    // SAFETY: the message pointer is valid while `message` is borrowed, and so are the
+    // headers it owns; names are NUL-terminated, values `size` bytes long (or null).
+    unsafe {
+        if rd::rd_kafka_message_headers(message.ptr(), &mut native) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+            || native.is_null()
+        {
+            return headers;
+        }
+        for idx in 0..rd::rd_kafka_header_cnt(native) {
+            let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0usize);
+            if rd::rd_kafka_header_get_all(native, idx, &mut name, &mut value, &mut size)
+                != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                || name.is_null()
+            {
+                continue;
+            }
+            let name = std::ffi::CStr::from_ptr(name).to_bytes();
+            let value = (!value.is_null()).then(|| std::slice::from_raw_parts(value.cast::<u8>(), size).to_vec());
+            headers.push(header(name, value));
+        }
+    }
+    headers
+}
+
+/// A header from the bytes of its name.
+fn header(name: &[u8], value: Option<Vec<u8>>) -> KafkaHeader {
+    match std::str::from_utf8(name) {
+        Ok(key) => KafkaHeader { key: key.to_owned(), raw_key: None, value },
+        Err(_) => KafkaHeader { key: String::from_utf8_lossy(name).into_owned(), raw_key: Some(name.to_vec()), value },
     }
 }
 
@@ -213,6 +248,18 @@ mod tests {
                 "headers": [{"key": "trace", "value": {"base64": "/wA="}}],
             })
         );
+        assert_eq!(serde_json::from_value::<KafkaMessage>(json).unwrap(), message);
+    }
+
+    #[test]
+    fn a_header_name_that_is_not_utf8_is_kept_as_bytes() {
+        let mut message = KafkaMessage::new("t", 0, 0, "p");
+        message.headers.push(header(&[0xff, b'a'], Some(b"v".to_vec())));
+        message.headers.push(header(b"ok", None));
+        assert_eq!(message.headers[0].key, "\u{fffd}a");
+        let json = serde_json::to_value(&message).unwrap();
+        assert_eq!(json["headers"][0]["raw_key"], serde_json::json!({"base64": "/2E="}));
+        assert!(json["headers"][1].get("raw_key").is_none(), "{json}");
         assert_eq!(serde_json::from_value::<KafkaMessage>(json).unwrap(), message);
     }
 

@@ -7,6 +7,7 @@ use crate::registry::WorkflowSpec;
 use crate::workflow::engine::BatchStart;
 
 use super::rejected;
+use crate::ingest::safe_key;
 
 /// The queue of ordered consumers that name none: one workflow at a time per
 /// partition key. Registered for every program built with the `kafka` feature.
@@ -21,30 +22,6 @@ pub(crate) struct Target {
     pub size_limit: usize,
 }
 
-/// One message's workflow row, kept until its insert succeeds (it may be retried).
-#[derive(Debug, Clone)]
-pub(crate) struct Row {
-    pub spec: &'static WorkflowSpec,
-    pub id: String,
-    pub inputs: String,
-    pub queue: Option<String>,
-    pub partition_key: Option<String>,
-    pub source: String,
-}
-
-impl Row {
-    pub fn start(&self) -> BatchStart {
-        BatchStart {
-            spec: self.spec,
-            id: self.id.clone(),
-            inputs: self.inputs.clone(),
-            queue: self.queue.clone(),
-            partition_key: self.partition_key.clone(),
-            source: Some(self.source.clone()),
-        }
-    }
-}
-
 /// The workflow ID of a message: the deduplication key, stable forever.
 pub(crate) fn workflow_id(group: &str, message: &KafkaMessage) -> String {
     format!("kafka:{group}:{}:{}:{}", message.topic(), message.partition(), message.offset())
@@ -53,11 +30,11 @@ pub(crate) fn workflow_id(group: &str, message: &KafkaMessage) -> String {
 /// The rows of a poll batch, in message order: one transaction inserts them all,
 /// and the insert order (the rows' `seq`) is the order in which ordered consumers'
 /// queues run them.
-pub(crate) fn rows(target: &Target, messages: &[KafkaMessage]) -> Vec<Row> {
+pub(crate) fn rows(target: &Target, messages: &[KafkaMessage]) -> Vec<BatchStart> {
     messages.iter().map(|m| row(target, m)).collect()
 }
 
-fn row(target: &Target, message: &KafkaMessage) -> Row {
+fn row(target: &Target, message: &KafkaMessage) -> BatchStart {
     let def = &target.def;
     let id = workflow_id(&def.group, message);
     let source = serde_json::json!({
@@ -89,13 +66,13 @@ fn row(target: &Target, message: &KafkaMessage) -> Row {
         Ordering::Partition => (Some(ordered_queue(def)), Some(partition_key(def, message))),
         Ordering::Key => {
             let key = match message.key() {
-                Some(key) => format!("kafka:{}:{}:key:{}", def.group, message.topic(), key_text(key)),
+                Some(key) => format!("kafka:{}:{}:key:{}", def.group, message.topic(), safe_key(&key_text(key))),
                 None => partition_key(def, message),
             };
             (Some(ordered_queue(def)), Some(key))
         }
     };
-    Row { spec: target.spec, id, inputs, queue, partition_key, source }
+    BatchStart { spec: target.spec, id, inputs, queue, partition_key, source: Some(source) }
 }
 
 fn ordered_queue(def: &ConsumerDef) -> String {
@@ -159,15 +136,16 @@ mod tests {
         assert_eq!(inputs[1], 2);
         assert_eq!(inputs[2]["payload"], "m7");
         assert_eq!(inputs[2]["key"], "k");
-        assert!(row.source.contains(r#""group":"g""#) && row.source.contains(r#""offset":7"#), "{}", row.source);
+        let source = row.source.as_deref().unwrap();
+        assert!(source.contains(r#""group":"g""#) && source.contains(r#""offset":7"#), "{source}");
         assert_eq!((row.queue.as_deref(), row.partition_key.as_deref()), (None, None));
     }
 
     #[test]
     fn ordered_rows_go_on_the_ordered_queue_keyed_by_partition_or_key_in_message_order() {
         let batch = [message(0, 1, "a"), message(0, 2, "b"), message(0, 3, "a"), message(1, 1, "a")];
-        let ids = |rows: &[Row]| rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
-        let keys = |rows: &[Row]| rows.iter().map(|r| r.partition_key.clone().unwrap()).collect::<Vec<_>>();
+        let ids = |rows: &[BatchStart]| rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        let keys = |rows: &[BatchStart]| rows.iter().map(|r| r.partition_key.clone().unwrap()).collect::<Vec<_>>();
         let by_partition = rows(&target(Ordering::Partition, 100), &batch);
         assert_eq!(ids(&by_partition), ["kafka:g:orders:0:1", "kafka:g:orders:0:2", "kafka:g:orders:0:3", "kafka:g:orders:1:1"]);
         assert_eq!(keys(&by_partition), ["kafka:g:orders:0", "kafka:g:orders:0", "kafka:g:orders:0", "kafka:g:orders:1"]);
@@ -175,6 +153,17 @@ mod tests {
         let by_key = rows(&target(Ordering::Key, 100), &batch);
         assert_eq!(ids(&by_key), ids(&by_partition));
         assert_eq!(keys(&by_key)[..2], ["kafka:g:orders:key:a", "kafka:g:orders:key:b"]);
+    }
+
+    #[test]
+    fn keys_postgres_would_refuse_become_hashed_partition_keys() {
+        let long = KafkaMessage::new("orders", 0, 1, "m").with_key(vec![0xab; 4096]);
+        let nul = KafkaMessage::new("orders", 0, 2, "m").with_key(&b"a\0b"[..]);
+        let rows = rows(&target(Ordering::Key, 1 << 20), &[long.clone(), nul, long]);
+        let keys: Vec<&str> = rows.iter().map(|r| r.partition_key.as_deref().unwrap()).collect();
+        assert!(keys.iter().all(|k| k.len() < 200 && !k.contains('\0') && k.contains(":key:sha256:")), "{keys:?}");
+        assert_eq!(keys[0], keys[2], "one key, one partition key");
+        assert_ne!(keys[0], keys[1]);
     }
 
     #[test]

@@ -2,12 +2,16 @@
 //! offsets are committed when partitions are revoked, so the next owner of a
 //! partition starts after every message whose workflow row is already committed.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::error::{Error, Result};
 
 /// Shared by the receiver thread and librdkafka's callbacks (which run on that
 /// thread, inside `poll`).
@@ -17,12 +21,53 @@ pub(crate) struct Context {
     /// Set after every rebalance: a receiver waiting on a paused assignment pauses
     /// the new one too.
     pub rebalanced: AtomicBool,
+    /// librdkafka's last error-level log line: the reason behind an error code.
+    last_error: Mutex<Option<String>>,
 }
 
 impl Context {
     pub fn new(name: String) -> Self {
-        Context { name, rebalanced: AtomicBool::new(false) }
+        Context { name, rebalanced: AtomicBool::new(false), last_error: Mutex::new(None) }
     }
+}
+
+/// How long launch waits for the brokers to answer before it lets the receiver retry alone.
+const CHECK_BROKERS: Duration = Duration::from_secs(10);
+
+/// Fails when the brokers refuse this client (a wrong password, a certificate it
+/// does not trust, a mechanism the broker does not offer): retrying cannot help, and
+/// a receiver that would retry forever looks healthy while it consumes nothing.
+/// Brokers that cannot be reached now are no error: the receiver retries with them.
+/// Must run before `subscribe`, so that no message is polled here.
+pub(crate) fn check_brokers(consumer: &BaseConsumer<Context>, client: &str) -> Result<()> {
+    let deadline = Instant::now() + CHECK_BROKERS;
+    while Instant::now() < deadline {
+        if consumer.fetch_metadata(None, Duration::from_millis(250)).is_ok() {
+            return Ok(());
+        }
+        while let Some(result) = consumer.poll(Duration::ZERO) {
+            let Err(e) = result else { continue };
+            match e.rdkafka_error_code() {
+                Some(code @ (RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)) => {
+                    let reason = consumer.context().last_error.lock().expect("context poisoned").take();
+                    let reason = reason.unwrap_or_else(|| format!("{code:?}"));
+                    let fix = if code == RDKafkaErrorCode::SSL {
+                        "check `ssl.ca.location` (the CA that signed the brokers' certificates) and the brokers' address"
+                    } else {
+                        "check `sasl.mechanism`, `sasl.username` and `sasl.password`"
+                    };
+                    return Err(Error::Config(format!("the Kafka brokers refuse {client}: {reason}; {fix}")));
+                }
+                Some(RDKafkaErrorCode::AllBrokersDown) => {
+                    tracing::warn!(consumer = %consumer.context().name, "exactly: no Kafka broker answers at launch; the receiver keeps trying");
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+    }
+    tracing::warn!(consumer = %consumer.context().name, "exactly: the Kafka brokers did not answer within {CHECK_BROKERS:?} at launch; the receiver keeps trying");
+    Ok(())
 }
 
 impl ClientContext for Context {
@@ -30,6 +75,7 @@ impl ClientContext for Context {
         let consumer = &self.name;
         match level {
             RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                *self.last_error.lock().expect("context poisoned") = Some(message.to_owned());
                 tracing::error!(%consumer, facility, "librdkafka: {message}")
             }
             RDKafkaLogLevel::Warning => tracing::warn!(%consumer, facility, "librdkafka: {message}"),
@@ -39,6 +85,7 @@ impl ClientContext for Context {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        *self.last_error.lock().expect("context poisoned") = Some(reason.to_owned());
         tracing::warn!(consumer = %self.name, %error, "exactly: Kafka client error: {reason}");
     }
 }

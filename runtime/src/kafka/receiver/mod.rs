@@ -7,7 +7,9 @@ mod poll;
 mod rejected;
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -15,11 +17,12 @@ use tokio::sync::oneshot;
 
 use self::batch::Target;
 use self::context::Context;
-use self::poll::{Control, Receiver};
+use self::poll::{Control, Exit, Receiver};
 use super::consumer::{self, ConsumerDef, validate};
 use super::settings::{self, KafkaSettings, Resolved};
 use crate::error::{Error, Result};
 use crate::registry::WorkflowSpec;
+use crate::supervise::{MAX_RESTART_DELAY, MIN_RESTART_DELAY, Probe, ReceiverState, STABLE_AFTER, panic_message};
 use crate::workflow::engine::Engine;
 
 pub(crate) use batch::workflow_id;
@@ -53,7 +56,12 @@ static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
 /// setting fails launch before anything runs), starts them, and registers their
 /// stop to run first at shutdown. On error the just-launched engine is shut down.
 pub(crate) async fn launch(engine: &Arc<Engine>, builder: Option<&KafkaSettings>) -> Result<()> {
-    match try_launch(engine, builder) {
+    // Creating a consumer waits for the brokers' first answer: off the async executor.
+    let (engine_, builder, tasks) = (engine.clone(), builder.cloned(), tokio::runtime::Handle::current());
+    let launched = tokio::task::spawn_blocking(move || try_launch(&engine_, builder.as_ref(), tasks))
+        .await
+        .unwrap_or_else(|e| Err(Error::msg(format!("launching the Kafka receivers failed: {e}"))));
+    match launched {
         Ok(()) => Ok(()),
         Err(e) => {
             engine.shutdown(std::time::Duration::ZERO).await;
@@ -62,18 +70,16 @@ pub(crate) async fn launch(engine: &Arc<Engine>, builder: Option<&KafkaSettings>
     }
 }
 
-fn try_launch(engine: &Arc<Engine>, builder: Option<&KafkaSettings>) -> Result<()> {
+fn try_launch(engine: &Arc<Engine>, builder: Option<&KafkaSettings>, tasks: tokio::runtime::Handle) -> Result<()> {
     let settings = Arc::new(Resolved::new(builder)?);
     let defs = consumer::collect();
     let specs = validate::check_all(&defs, &[], &engine.registry, &engine.queues)?;
-    let tasks = tokio::runtime::Handle::current();
-    let receivers = defs
-        .iter()
-        .zip(specs)
-        .map(|(def, spec)| create(engine, &tasks, def, spec, &settings))
-        .collect::<Result<Vec<_>>>()?;
+    // Every consumer is created before any starts, so that a bad one fails launch
+    // with nothing running.
+    let plans = defs.iter().zip(specs).map(|(def, spec)| plan(engine, &tasks, def, spec, &settings)).collect::<Vec<_>>();
+    let firsts = plans.iter().map(|plan| plan.create()).collect::<Result<Vec<_>>>()?;
     crate::kafka::send::configure(&settings);
-    let receivers = receivers.into_iter().map(start).collect();
+    let receivers = plans.into_iter().zip(firsts).map(|(plan, first)| start(plan, first)).collect();
     *RUNNING.lock().expect("kafka receivers poisoned") =
         Some(Running { engine: Arc::downgrade(engine), tasks, settings, defs, receivers });
     engine.before_shutdown(stop_all(Arc::downgrade(engine)));
@@ -82,12 +88,19 @@ fn try_launch(engine: &Arc<Engine>, builder: Option<&KafkaSettings>) -> Result<(
 
 /// Starts a consumer registered after launch (before launch, launch starts it).
 pub(crate) async fn register(def: ConsumerDef) -> Result<()> {
+    tokio::task::spawn_blocking(move || register_now(def))
+        .await
+        .unwrap_or_else(|e| Err(Error::msg(format!("registering the Kafka consumer failed: {e}"))))
+}
+
+fn register_now(def: ConsumerDef) -> Result<()> {
     let mut running = RUNNING.lock().expect("kafka receivers poisoned");
     let Some(running) = running.as_mut() else { return Ok(()) };
     let Some(engine) = running.engine.upgrade().filter(|e| !e.is_shutting_down()) else { return Ok(()) };
     let specs = validate::check_all(std::slice::from_ref(&def), &running.defs, &engine.registry, &engine.queues)?;
-    let receiver = create(&engine, &running.tasks, &def, specs[0], &running.settings)?;
-    running.receivers.push(start(receiver));
+    let plan = plan(&engine, &running.tasks, &def, specs[0], &running.settings);
+    let first = plan.create()?;
+    running.receivers.push(start(plan, first));
     running.defs.push(def);
     Ok(())
 }
@@ -156,48 +169,111 @@ fn client_config(def: &ConsumerDef, settings: &Resolved) -> Result<(rdkafka::Cli
     Ok((config, sources))
 }
 
-fn create(
+fn plan(
     engine: &Arc<Engine>,
     tasks: &tokio::runtime::Handle,
     def: &ConsumerDef,
     spec: &'static WorkflowSpec,
-    settings: &Resolved,
-) -> Result<Receiver> {
-    let (config, sources) = client_config(def, settings)?;
-    let sources = sources.into_iter().collect();
+    settings: &Arc<Resolved>,
+) -> Arc<Plan> {
     let name = format!("{} (group {})", def.workflow, def.group);
-    let consumer: BaseConsumer<Context> = config
-        .create_with_context(Context::new(name))
-        .map_err(|e| settings::config_error(e, &sources, &def.describe()))?;
-    let topics: Vec<&str> = def.topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topics)
-        .map_err(|e| Error::Config(format!("{} cannot subscribe to {topics:?}: {e}", def.describe())))?;
-    Ok(Receiver {
-        consumer,
+    Arc::new(Plan {
         target: Arc::new(Target { def: def.clone(), spec, size_limit: settings.message_size_limit }),
+        settings: settings.clone(),
         engine: engine.clone(),
         tasks: tasks.clone(),
         control: Arc::new(Control::default()),
-        commit_each_batch: config.get("enable.auto.commit") == Some("false"),
-        stored: HashMap::new(),
-        last_error_log: None,
-        paused: false,
+        probe: engine.supervisor.probe("kafka", name.clone()),
+        name,
     })
 }
 
-fn start(receiver: Receiver) -> Stoppable {
-    let control = receiver.control.clone();
+/// What it takes to create a consumer again, as often as it must be.
+struct Plan {
+    name: String,
+    target: Arc<Target>,
+    settings: Arc<Resolved>,
+    engine: Arc<Engine>,
+    tasks: tokio::runtime::Handle,
+    control: Arc<Control>,
+    probe: Arc<Probe>,
+}
+
+impl Plan {
+    fn create(&self) -> Result<Receiver> {
+        let def = &self.target.def;
+        let (config, sources) = client_config(def, &self.settings)?;
+        let sources = sources.into_iter().collect();
+        let consumer: BaseConsumer<Context> = config
+            .create_with_context(Context::new(self.name.clone()))
+            .map_err(|e| settings::config_error(e, &sources, &def.describe()))?;
+        context::check_brokers(&consumer, &def.describe())?;
+        let topics: Vec<&str> = def.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| Error::Config(format!("{} cannot subscribe to {topics:?}: {e}", def.describe())))?;
+        Ok(Receiver {
+            consumer,
+            target: self.target.clone(),
+            engine: self.engine.clone(),
+            tasks: self.tasks.clone(),
+            control: self.control.clone(),
+            commit_each_batch: config.get("enable.auto.commit") == Some("false"),
+            stored: HashMap::new(),
+            last_error_log: None,
+            paused: false,
+            fatal: None,
+            probe: self.probe.clone(),
+        })
+    }
+}
+
+/// Runs the receiver on a thread of its own, under supervision: a consumer that
+/// reports a fatal error, or a receiver that panics, is closed and created again
+/// with backoff. Nothing is lost or run twice across the rebuild: offsets are
+/// stored only after their rows are durable, so the new consumer reads again from
+/// the last committed offset and the redelivered messages deduplicate.
+fn start(plan: Arc<Plan>, first: Receiver) -> Stoppable {
+    let control = plan.control.clone();
     let (done, stopped) = oneshot::channel();
     let spawned = std::thread::Builder::new().name("exactly-kafka".into()).spawn(move || {
-        // Signals the stop even if the loop panics.
         let _done = Done(Some(done));
-        receiver.run();
+        supervise(&plan, first);
+        plan.probe.set(ReceiverState::Stopped, None);
     });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "exactly: cannot start a Kafka receiver thread");
     }
     Stoppable { control, stopped }
+}
+
+fn supervise(plan: &Plan, first: Receiver) {
+    let mut next = Some(first);
+    let mut delay = MIN_RESTART_DELAY;
+    while !plan.control.stopping() {
+        let receiver = match next.take().map(Ok).unwrap_or_else(|| plan.create()) {
+            Ok(receiver) => receiver,
+            Err(e) => {
+                plan.probe.set(ReceiverState::Rebuilding, Some(&format!("cannot create the consumer again: {e}")));
+                plan.control.sleep(delay);
+                delay = (delay * 2).min(MAX_RESTART_DELAY);
+                continue;
+            }
+        };
+        let started = Instant::now();
+        let reason = match std::panic::catch_unwind(AssertUnwindSafe(|| receiver.run())) {
+            Ok(Exit::Stopped) => return,
+            Ok(Exit::Fatal(reason)) => format!("the consumer reported a fatal error: {reason}"),
+            Err(panic) => format!("the receiver panicked: {}", panic_message(&*panic)),
+        };
+        if started.elapsed() > STABLE_AFTER {
+            delay = MIN_RESTART_DELAY;
+        }
+        plan.probe.set(ReceiverState::Rebuilding, Some(&reason));
+        tracing::error!(consumer = %plan.name, reason, rebuild_in = ?delay, "exactly: Kafka consumer stopped working; creating it again");
+        plan.control.sleep(delay);
+        delay = (delay * 2).min(MAX_RESTART_DELAY);
+    }
 }
 
 struct Done(Option<oneshot::Sender<()>>);

@@ -24,11 +24,14 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 
-use super::batch::{self, Row, Target};
+use super::batch::{self, Target};
+use super::rejected;
 use super::context::{self, Context};
 use crate::error::{Error, Result};
+use crate::ingest::{self, Reject};
 use crate::kafka::KafkaMessage;
-use crate::workflow::engine::Engine;
+use crate::supervise::{Probe, ReceiverState};
+use crate::workflow::engine::{BatchStart, Engine};
 
 /// How long one poll waits for the first message of a batch.
 const POLL: Duration = Duration::from_millis(100);
@@ -42,6 +45,10 @@ const ROOM_CHECK: Duration = Duration::from_millis(5);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// The longest pause between retries of a failed insert.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
+/// How long an insert may take before the receiver reports waiting for the database.
+const WAITING_AFTER: Duration = Duration::from_secs(5);
+/// How long closing a consumer that failed may take before it is left to finish alone.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// The same Kafka error is logged at most this often.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -56,12 +63,20 @@ impl Control {
         let _ = self.stop_requested.set(Instant::now());
     }
 
-    fn stopping(&self) -> bool {
+    pub fn stopping(&self) -> bool {
         self.stop_requested.get().is_some()
     }
 
     fn grace_over(&self) -> bool {
         self.stop_requested.get().is_some_and(|at| at.elapsed() > STOP_GRACE)
+    }
+
+    /// Sleeps for `delay`, or less if a stop is requested meanwhile.
+    pub fn sleep(&self, delay: Duration) {
+        let until = Instant::now() + delay;
+        while !self.stopping() && Instant::now() < until {
+            std::thread::sleep(until.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)));
+        }
     }
 }
 
@@ -79,15 +94,36 @@ pub(crate) struct Receiver {
     pub last_error_log: Option<(String, Instant)>,
     /// Whether the assignment is paused (the insert takes long, or `max_running`).
     pub paused: bool,
+    /// A fatal error the consumer reported: it delivers nothing more.
+    pub fatal: Option<String>,
+    /// The receiver's published state.
+    pub probe: Arc<Probe>,
+}
+
+/// Why [`Receiver::run`] returned.
+pub(crate) enum Exit {
+    /// Shutdown asked it to stop; the consumer committed and left its group.
+    Stopped,
+    /// The consumer can consume no more (the reason); it was closed and must be replaced.
+    Fatal(String),
 }
 
 impl Receiver {
-    pub fn run(mut self) {
+    pub fn run(mut self) -> Exit {
         let name = self.consumer.context().name.clone();
         tracing::info!(consumer = %name, topics = ?self.target.def.topics, "exactly: Kafka receiver started");
         let mut carry = Vec::new();
         while !self.control.stopping() {
+            crate::supervise::fault_point("kafka receiver");
+            if let Some(reason) = self.fatal_error() {
+                // Whatever was stored and not committed is read again and deduplicated.
+                close_bounded(self.consumer, &name);
+                return Exit::Fatal(reason);
+            }
             self.wait_for_room(&mut carry);
+            if !self.paused {
+                self.probe.set(ReceiverState::Consuming, None);
+            }
             let batch = self.collect(&mut carry);
             if batch.is_empty() {
                 continue;
@@ -104,6 +140,16 @@ impl Receiver {
         self.consumer.unsubscribe();
         drop(self.consumer); // librdkafka's close: leaves the group
         tracing::info!(consumer = %name, "exactly: Kafka receiver stopped");
+        Exit::Stopped
+    }
+
+    /// Whether librdkafka has said this consumer will deliver nothing more (a fenced
+    /// `group.instance.id`, or any other fatal error), and why.
+    fn fatal_error(&mut self) -> Option<String> {
+        if let Some((code, reason)) = self.consumer.client().fatal_error() {
+            return Some(format!("{reason} ({code:?})"));
+        }
+        self.fatal.take()
     }
 
     /// While the process runs its most workflows (`max_running`), takes no more
@@ -112,6 +158,7 @@ impl Receiver {
         if self.engine.has_room() {
             return;
         }
+        self.probe.set(ReceiverState::PausedForRoom, None);
         self.pause_assignment();
         while !self.engine.has_room() && !self.control.stopping() {
             self.poll_paused(carry, ROOM_CHECK);
@@ -156,13 +203,14 @@ impl Receiver {
     /// Inserts the batch's rows, retrying until it succeeds. False if the receiver
     /// is stopping and gave up waiting.
     fn record(&mut self, batch: &[KafkaMessage], carry: &mut Vec<KafkaMessage>) -> bool {
-        let rows = batch::rows(&self.target, batch);
+        let starts: Arc<[BatchStart]> = batch::rows(&self.target, batch).into();
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.insert(&rows, carry) {
+            match self.insert(&starts, carry) {
                 Some(Ok(_)) => return true,
                 None | Some(Err(Error::ShuttingDown)) => return false,
                 Some(Err(e)) => {
+                    self.probe.set(ReceiverState::WaitingForDatabase, Some(&e.to_string()));
                     tracing::warn!(consumer = %self.consumer.context().name, error = %e, retry_in = ?delay,
                         "exactly: could not record a Kafka batch; holding its offsets and retrying");
                     if !self.idle(delay, carry) {
@@ -182,13 +230,14 @@ impl Receiver {
     /// database) pauses the assignment and polls meanwhile, to serve rebalances and
     /// stay within `max.poll.interval.ms`. Pausing costs throughput: librdkafka drops
     /// what it has prefetched for a paused partition and fetches it again on resume.
-    fn insert(&mut self, rows: &[Row], carry: &mut Vec<KafkaMessage>) -> Option<Result<Vec<bool>>> {
-        let starts = rows.iter().map(Row::start).collect();
-        let engine = self.engine.clone();
+    fn insert(&mut self, starts: &Arc<[BatchStart]>, carry: &mut Vec<KafkaMessage>) -> Option<Result<Vec<bool>>> {
+        let (engine, starts, target) = (self.engine.clone(), starts.clone(), self.target.clone());
+        let reject: Reject = Arc::new(move |start, reason| rejected::refused(&target.def, start, reason));
         let (tx, mut rx) = oneshot::channel();
         self.tasks.spawn(async move {
-            let _ = tx.send(engine.start_batch(starts).await);
+            let _ = tx.send(ingest::record(&engine, &starts, &reject).await);
         });
+        let started = Instant::now();
         loop {
             let wait = if self.paused { SERVE_EVENTS } else { PAUSE_AFTER };
             let waited = self.tasks.block_on(async { tokio::time::timeout(wait, &mut rx).await });
@@ -200,6 +249,9 @@ impl Receiver {
             if self.control.grace_over() {
                 tracing::warn!(consumer = %self.consumer.context().name, "exactly: stopping before a Kafka batch was recorded; its messages will be read again");
                 return None;
+            }
+            if started.elapsed() > WAITING_AFTER {
+                self.probe.set(ReceiverState::WaitingForDatabase, Some("recording a batch of workflow rows takes long (is the database reachable?)"));
             }
             if !self.paused {
                 self.pause_assignment();
@@ -314,7 +366,8 @@ impl Receiver {
             KafkaError::PartitionEOF(_) => return,
             KafkaError::MessageConsumptionFatal(_) => {
                 tracing::error!(consumer = %self.consumer.context().name, error = %e,
-                    "exactly: fatal Kafka consumer error: this consumer receives nothing more until the process restarts (a fenced `group.instance.id`?)");
+                    "exactly: fatal Kafka consumer error: this consumer receives nothing more; it is closed and created again");
+                self.fatal = Some(e.to_string());
                 return;
             }
             _ => {}
@@ -328,5 +381,19 @@ impl Receiver {
             tracing::warn!(consumer = %self.consumer.context().name, error = %text, "exactly: Kafka consumer error (librdkafka reconnects by itself)");
             self.last_error_log = Some((text, now));
         }
+    }
+}
+
+/// Closes a consumer on a thread of its own, waiting for at most `CLOSE_WAIT`: the
+/// close of a consumer in a fatal state, or while the broker is away, can block for
+/// long, and its replacement must not wait for it.
+fn close_bounded(consumer: BaseConsumer<Context>, name: &str) {
+    let (done, closed) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new().name("exactly-kafka-close".into()).spawn(move || {
+        drop(consumer);
+        let _ = done.send(());
+    });
+    if spawned.is_ok() && closed.recv_timeout(CLOSE_WAIT).is_err() {
+        tracing::warn!(consumer = %name, "exactly: closing a failed Kafka consumer takes long; its replacement starts meanwhile");
     }
 }

@@ -1,12 +1,13 @@
-//! Messages that cannot be given to their workflow (over the size limit) are not
+//! Messages that cannot be given to their workflow (over the size limit, or whose
+//! row PostgreSQL refuses) are not
 //! skipped: each gets a row under its own workflow ID, for the internal workflow
 //! `exactly::kafka::rejected`, which ends at once as ERROR with the reason. The row
 //! keeps the coordinates (inputs and source), so an operator can find the message
 //! in Kafka; a redelivery finds the row and is deduplicated like any other.
 
-use super::batch::Row;
 use crate::kafka::KafkaMessage;
 use crate::kafka::consumer::ConsumerDef;
+use crate::workflow::engine::BatchStart;
 use crate::registry::{Location, WorkflowRegistration, WorkflowSpec, reject_with_recorded_reason};
 
 /// The durable name of the internal workflow of rejected messages.
@@ -23,7 +24,7 @@ pub(crate) static REJECTED: WorkflowSpec = WorkflowSpec {
 };
 inventory::submit! { WorkflowRegistration(&REJECTED) }
 
-pub(crate) fn row(def: &ConsumerDef, message: &KafkaMessage, id: String, source: String, reason: String) -> Row {
+pub(crate) fn row(def: &ConsumerDef, message: &KafkaMessage, id: String, source: String, reason: String) -> BatchStart {
     // jsonb holds no U+0000, so NULs are replaced.
     let key = message.key().filter(|k| k.len() <= MAX_RECORDED_KEY).map(|k| String::from_utf8_lossy(k).replace('\0', "\u{fffd}"));
     let record = serde_json::json!({
@@ -38,12 +39,29 @@ pub(crate) fn row(def: &ConsumerDef, message: &KafkaMessage, id: String, source:
         "timestamp": message.timestamp(),
         "reason": reason,
     });
-    Row {
+    BatchStart {
         spec: &REJECTED,
         id,
         inputs: serde_json::Value::Array(vec![record]).to_string(),
         queue: None,
         partition_key: None,
-        source,
+        source: Some(source),
+    }
+}
+
+/// The rejected row of a message whose row PostgreSQL refused: its coordinates
+/// (from the row's source) and the reason, under the message's own ID.
+pub(crate) fn refused(def: &ConsumerDef, start: &BatchStart, reason: &str) -> BatchStart {
+    let source: serde_json::Value = start.source.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+    let mut record = source["kafka"].as_object().cloned().unwrap_or_default();
+    record.insert("workflow".into(), def.workflow.clone().into());
+    record.insert("reason".into(), reason.into());
+    BatchStart {
+        spec: &REJECTED,
+        id: start.id.clone(),
+        inputs: serde_json::Value::Array(vec![record.into()]).to_string(),
+        queue: None,
+        partition_key: None,
+        source: start.source.clone(),
     }
 }

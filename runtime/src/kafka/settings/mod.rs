@@ -38,7 +38,7 @@ pub const DEFAULT_SIZE_LIMIT: usize = 4 << 20;
 ///     .message_size_limit(1 << 20);
 /// # drop(kafka);
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct KafkaSettings {
     properties: BTreeMap<String, String>,
     message_size_limit: Option<usize>,
@@ -70,12 +70,46 @@ impl KafkaSettings {
     }
 }
 
+/// Secrets stay out of `Debug`, logs and errors.
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: BTreeMap<&str, &str> =
+            self.properties.iter().map(|(k, v)| (k.as_str(), shown(k, v))).collect();
+        f.debug_struct("KafkaSettings")
+            .field("properties", &properties)
+            .field("message_size_limit", &self.message_size_limit)
+            .finish()
+    }
+}
+
+/// Whether a librdkafka property holds a secret (a password, a private key, a
+/// client secret, or a configuration string that may embed one).
+pub(crate) fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "secret", "key.pem", "ssl_key", "jaas", "oauthbearer.config", "token"].iter().any(|s| key.contains(s))
+}
+
+/// A property's value as it may be shown: secrets as `[redacted]`.
+pub(crate) fn shown<'a>(key: &str, value: &'a str) -> &'a str {
+    if is_secret(key) { "[redacted]" } else { value }
+}
+
 /// One property and where it was set, for error messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Property {
     pub key: String,
     pub value: String,
     pub source: String,
+}
+
+impl std::fmt::Debug for Property {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Property")
+            .field("key", &self.key)
+            .field("value", &shown(&self.key, &self.value))
+            .field("source", &self.source)
+            .finish()
+    }
 }
 
 /// The settings in force: the environment, overridden by the builder.
@@ -160,6 +194,8 @@ pub(crate) fn config_error(e: rdkafka::error::KafkaError, sources: &BTreeMap<Str
     match &e {
         rdkafka::error::KafkaError::ClientConfig(_, description, key, value) => {
             let source = sources.get(key).map_or_else(String::new, |s| format!(" (set by {s})"));
+            let value = shown(key, value);
+            let description = if is_secret(key) { "the value is invalid" } else { description.as_str() };
             Error::Config(format!("Kafka property `{key}` = {value:?}{source} is rejected by librdkafka for {client}: {description}"))
         }
         _ => Error::Config(format!("cannot create the Kafka client for {client}: {e}")),
@@ -203,6 +239,27 @@ mod tests {
         assert_eq!(resolved.properties[0].value, "b:9092");
         assert!(resolved.properties[0].source.contains("Runtime::builder().kafka(..)"));
         assert_eq!(resolved.message_size_limit, 5);
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_and_errors() {
+        let settings = KafkaSettings::new().set("sasl.password", "hunter2").set("ssl.key.pem", "-----BEGIN").set("sasl.username", "me");
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("BEGIN") && shown.contains("me"), "{shown}");
+        let resolved = Resolved::from_vars(Some(&settings), vars(&[("EXACTLY_KAFKA_SASL_PASSWORD", "env-secret")])).unwrap();
+        let shown = format!("{resolved:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("env-secret"), "{shown}");
+        let (mut config, sources) = resolved.client_config();
+        config.set("sasl.password", "hunter2").set("ssl.key.password", "hunter2");
+        config.set("ssl.keystore.password", "hunter2");
+        let refused = rdkafka::error::KafkaError::ClientConfig(
+            rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            "invalid value hunter2".into(),
+            "sasl.password".into(),
+            "hunter2".into(),
+        );
+        let err = config_error(refused, &sources, "a consumer").to_string();
+        assert!(!err.contains("hunter2") && err.contains("sasl.password") && err.contains("Runtime::builder()"), "{err}");
     }
 
     #[test]
