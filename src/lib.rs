@@ -51,7 +51,7 @@ pub mod sqs {
     pub use exactly_runtime::sqs::*;
 }
 pub use exactly_runtime::{
-    Error, Health, Queue, RateLimit, ReceiverHealth, ReceiverState, Result, Runtime, RuntimeBuilder, StartOptions, WorkflowCall, WorkflowHandle, WorkflowState,
+    Error, Health, PartRestarts, Queue, RateLimit, ReceiverHealth, ReceiverState, Result, Runtime, RuntimeBuilder, StartOptions, WorkflowCall, WorkflowHandle, WorkflowState,
     WorkflowStatus, queue, run_step, run_step_with, step_id, workflow_id,
 };
 

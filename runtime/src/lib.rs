@@ -25,7 +25,7 @@ pub use error::{Error, Result};
 pub use queue::{Queue, RateLimit};
 pub use runtime::{Runtime, RuntimeBuilder, launch};
 pub use store::{WorkflowState, WorkflowStatus};
-pub use supervise::{Health, ReceiverHealth, ReceiverState};
+pub use supervise::{Health, PartRestarts, ReceiverHealth, ReceiverState};
 pub use workflow::call::{StartOptions, WorkflowCall, WorkflowHandle};
 pub use workflow::context::{step_id, workflow_id};
 pub use workflow::step::{run_step, run_step_with};

@@ -109,6 +109,21 @@ pub struct Health {
     /// Set when a part of the runtime stopped and could not be restarted: the
     /// runtime does not work and the process should exit.
     pub failure: Option<String>,
+    /// The parts of the runtime (dispatcher, heartbeat) that stopped and were started
+    /// again, with how often and the last reason.
+    pub restarts: Vec<PartRestarts>,
+}
+
+/// How often a part of the runtime was started again, and why the last time.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PartRestarts {
+    /// `dispatcher` or `heartbeat`.
+    pub part: &'static str,
+    /// How many times.
+    pub count: u32,
+    /// Why it stopped the last time.
+    pub last_reason: String,
 }
 
 impl Health {
@@ -161,13 +176,14 @@ impl Probe {
 /// The runtime's supervisor: its receivers' probes and whether it has failed.
 pub(crate) struct Supervisor {
     probes: Mutex<Vec<Arc<Probe>>>,
+    restarts: Mutex<Vec<PartRestarts>>,
     failure: watch::Sender<Option<String>>,
     stopping: AtomicBool,
 }
 
 impl Supervisor {
     pub fn new() -> Arc<Supervisor> {
-        Arc::new(Supervisor { probes: Mutex::new(Vec::new()), failure: watch::Sender::new(None), stopping: AtomicBool::new(false) })
+        Arc::new(Supervisor { probes: Mutex::new(Vec::new()), restarts: Mutex::new(Vec::new()), failure: watch::Sender::new(None), stopping: AtomicBool::new(false) })
     }
 
     /// A probe for a new receiver, reported by [`health`](Self::health) from now on.
@@ -212,7 +228,19 @@ impl Supervisor {
 
     pub fn health(&self) -> Health {
         let receivers = self.probes.lock().expect("probes poisoned").iter().map(|p| p.report()).collect();
-        Health { receivers, failure: self.failure.borrow().clone() }
+        let restarts = self.restarts.lock().expect("restarts poisoned").clone();
+        Health { receivers, failure: self.failure.borrow().clone(), restarts }
+    }
+
+    fn restarted(&self, part: &'static str, reason: &str) {
+        let mut restarts = self.restarts.lock().expect("restarts poisoned");
+        match restarts.iter_mut().find(|r| r.part == part) {
+            Some(r) => {
+                r.count += 1;
+                r.last_reason = reason.to_owned();
+            }
+            None => restarts.push(PartRestarts { part, count: 1, last_reason: reason.to_owned() }),
+        }
     }
 }
 
@@ -252,6 +280,7 @@ where
                 delay = MIN_RESTART_DELAY;
             }
             tracing::error!(part, reason, restart_in = ?delay, "exactly: a part of the runtime stopped; restarting it");
+            supervisor.restarted(part, &reason);
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(MAX_RESTART_DELAY);
             if supervisor.is_stopping() {
