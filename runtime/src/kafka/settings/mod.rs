@@ -31,13 +31,27 @@ pub const DEFAULT_SIZE_LIMIT: usize = 4 << 20;
 ///
 /// A consumer's own `config` function overrides these for that consumer.
 ///
-/// ```
-/// let kafka = exactly_runtime::kafka::KafkaSettings::new()
-///     .bootstrap_servers("broker-1:9092,broker-2:9092")
+/// A managed cluster over TLS with SCRAM (librdkafka is built with OpenSSL, so
+/// `SSL` and `SASL_SSL` with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 all work):
+///
+/// ```no_run
+/// # async fn launch() -> exactly_runtime::Result<()> {
+/// use exactly_runtime::kafka::KafkaSettings;
+///
+/// let kafka = KafkaSettings::new()
+///     .bootstrap_servers("broker-1.example.com:9094")
 ///     .set("security.protocol", "SASL_SSL")
-///     .message_size_limit(1 << 20);
-/// # drop(kafka);
+///     .set("sasl.mechanism", "SCRAM-SHA-512")            // or SCRAM-SHA-256, PLAIN
+///     .set("sasl.username", "orders-service")
+///     .set("sasl.password", std::env::var("KAFKA_PASSWORD").map_err(exactly_runtime::Error::msg)?)
+///     .set("ssl.ca.location", "/etc/ssl/certs/kafka-ca.pem"); // omit for a public CA
+/// let runtime = exactly_runtime::Runtime::builder().kafka(kafka).launch().await?;
+/// # runtime.shutdown().await
+/// # }
 /// ```
+///
+/// Secrets (`sasl.password`, private keys, client secrets) never appear in `Debug`,
+/// logs or errors.
 #[derive(Clone, Default)]
 pub struct KafkaSettings {
     properties: BTreeMap<String, String>,
