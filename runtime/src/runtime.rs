@@ -136,7 +136,7 @@ async fn wait_for_signal() -> Result<()> {
 /// | heartbeat interval (ms) | `EXACTLY_HEARTBEAT_INTERVAL_MS` | `1000` |
 /// | executor timeout (ms) | `EXACTLY_EXECUTOR_TIMEOUT_MS` | `10000` |
 /// | dispatcher poll interval (ms) | `EXACTLY_DISPATCH_POLL_MS` | `200` |
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct RuntimeBuilder {
     database_url: Option<String>,
     schema: Option<String>,
@@ -361,6 +361,52 @@ impl RuntimeBuilder {
     }
 }
 
+/// The database URL's password stays out of `Debug`.
+impl std::fmt::Debug for RuntimeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = f.debug_struct("RuntimeBuilder");
+        out.field("database_url", &self.database_url.as_deref().map(redact_password))
+            .field("schema", &self.schema)
+            .field("executor_id", &self.executor_id)
+            .field("app_version", &self.app_version)
+            .field("max_recovery_attempts", &self.max_recovery_attempts)
+            .field("max_running", &self.max_running)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("recover", &self.recover)
+            .field("queues", &self.queues)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("executor_timeout", &self.executor_timeout)
+            .field("dispatch_poll_interval", &self.dispatch_poll_interval);
+        #[cfg(feature = "sqs")]
+        out.field("sqs", &self.sqs);
+        #[cfg(feature = "kafka")]
+        out.field("kafka", &self.kafka);
+        out.finish()
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`; the
+/// `password=` parameter of a query string as `password=***`.
+pub(crate) fn redact_password(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        let authority_end = out[rest..].find(['/', '?']).map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..authority_end].rfind('@').map(|i| rest + i)
+            && let Some(colon) = out[rest..at].find(':').map(|i| rest + i)
+        {
+            out.replace_range(colon + 1..at, "***");
+        }
+    }
+    if let Some(start) = out.find("password=").map(|i| i + "password=".len()) {
+        let end = out[start..].find('&').map_or(out.len(), |i| start + i);
+        out.replace_range(start..end, "***");
+    }
+    out
+}
+
 fn env_database_url() -> Result<(String, String)> {
     for var in ["EXACTLY_DATABASE_URL", "DATABASE_URL"] {
         match std::env::var(var) {
@@ -394,5 +440,20 @@ fn pick_ms(value: Option<Duration>, var: &str, default_ms: u64) -> Result<Durati
     match value {
         Some(value) => Ok(value),
         None => pick(None, var, default_ms).map(Duration::from_millis),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_password_stays_out_of_debug() {
+        assert_eq!(redact_password("postgres://app:s3cret@db:5432/x?sslmode=require"), "postgres://app:***@db:5432/x?sslmode=require");
+        assert_eq!(redact_password("postgres://db/x?user=app&password=s3cret&x=1"), "postgres://db/x?user=app&password=***&x=1");
+        assert_eq!(redact_password("postgres://app@db/x"), "postgres://app@db/x");
+        let builder = Runtime::builder().database_url("postgres://app:s3cret@db/x");
+        let shown = format!("{builder:?}");
+        assert!(!shown.contains("s3cret") && shown.contains("app:***@db"), "{shown}");
     }
 }
