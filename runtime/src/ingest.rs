@@ -4,8 +4,9 @@
 //! goes into an ID or an indexed column is made safe first ([`safe_key`]). And if
 //! PostgreSQL still refuses a batch for its data (not for an outage: the writer
 //! waits those out), the batch is split until the refused messages are alone; each
-//! of them becomes a rejected row under its own ID, with the database's reason,
-//! and the others go through in their order.
+//! of them becomes a rejected row under its own ID, with the database's reason
+//! (and the message, as base64 if the database refuses it as text), and the others
+//! go through in their order.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -60,7 +61,14 @@ pub(crate) fn record<'a>(engine: &'a Arc<Engine>, starts: &'a [BatchStart], reje
         if let [start] = starts {
             let reason = format!("PostgreSQL refused the workflow row of this message: {error}");
             tracing::error!(workflow_id = %start.id, %reason, "exactly: message rejected; recorded as an ERROR workflow");
-            return engine.start_batch(&[reject(start, &reason)]).await;
+            let rejected = reject(start, &reason);
+            return match engine.start_batch(std::slice::from_ref(&rejected)).await {
+                // The rejected row holds the message as recorded, which may be what
+                // was refused (a NUL in an SQS body): then the recorded inputs go as
+                // base64, which any database takes.
+                Err(e) if refused_data(&e) => engine.start_batch(&[opaque(rejected, start, &reason)]).await,
+                inserted => inserted,
+            };
         }
         // Halves, one after the other: the rows keep their order (ordered consumers run them in it).
         let (first, second) = starts.split_at(starts.len() / 2);
@@ -68,6 +76,17 @@ pub(crate) fn record<'a>(engine: &'a Arc<Engine>, starts: &'a [BatchStart], reje
         inserted.extend(record(engine, second, reject).await?);
         Ok(inserted)
     })
+}
+
+/// A rejected row whose record keeps the refused start's inputs as base64.
+fn opaque(rejected: BatchStart, start: &BatchStart, reason: &str) -> BatchStart {
+    use base64::Engine as _;
+    let record = serde_json::json!({
+        "workflow": start.spec.name,
+        "reason": reason,
+        "inputs_base64": base64::engine::general_purpose::STANDARD.encode(&start.inputs),
+    });
+    BatchStart { inputs: serde_json::Value::Array(vec![record]).to_string(), ..rejected }
 }
 
 /// A write the database refused for what it holds. The writer retries connection

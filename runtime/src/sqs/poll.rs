@@ -69,6 +69,9 @@ async fn receive_loop(engine: &Arc<Engine>, consumer: &Consumer, mut stop: watch
     let url = consumer.plan.queue_url.as_str();
     let mut backoff = MIN_BACKOFF;
     let mut failures = 0u32;
+    // Until a batch is stored again, the poller is waiting for the database, however
+    // many empty receives come meanwhile.
+    let mut storing_fails = false;
     'receiving: loop {
         crate::supervise::fault_point("sqs poller");
         // While the process runs its most workflows (`max_running`), receive nothing:
@@ -89,7 +92,9 @@ async fn receive_loop(engine: &Arc<Engine>, consumer: &Consumer, mut stop: watch
         };
         let messages = match received {
             Ok(messages) => {
-                probe.set(ReceiverState::Consuming, None);
+                if !storing_fails {
+                    probe.set(ReceiverState::Consuming, None);
+                }
                 if failures > 0 {
                     tracing::info!(queue_url = url, failures, "exactly: SQS queue reachable again; receiving");
                 }
@@ -132,6 +137,7 @@ async fn receive_loop(engine: &Arc<Engine>, consumer: &Consumer, mut stop: watch
                 break;
             }
         };
+        storing_fails = outcome.is_err();
         if let Err(e) = outcome {
             if matches!(e, Error::ShuttingDown) {
                 break;
