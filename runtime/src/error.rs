@@ -144,6 +144,15 @@ pub enum Error {
     #[error("timed out after {0:?}")]
     Timeout(Duration),
 
+    /// This execution of the workflow no longer owns it: its executor was declared
+    /// dead (it was paused or cut off past the executor timeout) and another one took
+    /// the workflow over. Nothing it wrote after that landed; it stops.
+    #[error("workflow `{id}` was taken over by another execution (this executor was declared dead or the workflow was claimed again); this execution stops and its write was discarded")]
+    Fenced {
+        /// The workflow.
+        id: String,
+    },
+
     /// A part of the runtime stopped and could not be restarted; the runtime was shut
     /// down. Exit the process so that its manager restarts it.
     #[error("the exactly runtime failed: {0}")]

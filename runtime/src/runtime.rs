@@ -324,8 +324,11 @@ impl RuntimeBuilder {
         // A server restarting now drops the connections: both are tried again for as
         // long as connecting may take (recovery skips what an earlier try started).
         let recover = self.recover.unwrap_or(true);
+        engine.lease.set_executor_timeout(heartbeat.timeout);
         let resumed = crate::store::while_transient(store_config.connect_timeout, || async {
+            let sent = std::time::Instant::now();
             engine.store.heartbeat(&engine.config.executor_id, &engine.config.app_version).await?;
+            engine.lease.renew(sent);
             if recover { engine.recover().await } else { Ok(0) }
         })
         .await;

@@ -21,6 +21,7 @@ pub(crate) async fn run(engine: Arc<Engine>, config: HeartbeatConfig) {
     let mut registered = false;
     while !engine.is_shutting_down() {
         crate::supervise::fault_point("heartbeat");
+        let sent = std::time::Instant::now();
         match engine.store.heartbeat(&executor, &engine.config.app_version).await {
             Ok(alive) => {
                 if registered && !alive {
@@ -33,6 +34,8 @@ pub(crate) async fn run(engine: Arc<Engine>, config: HeartbeatConfig) {
                     }
                 }
                 registered = true;
+                // Alive now (again, after a takeover whose tasks were just ended).
+                engine.lease.renew(sent);
             }
             Err(e) => tracing::warn!(error = %e, "exactly: heartbeat failed"),
         }

@@ -17,7 +17,7 @@ use sqlx::{Connection, Row};
 use crate::error::{Error, Result};
 use crate::supervise::Supervisor;
 pub(crate) use queue::{Claimed, ENQUEUED_CHANNEL};
-pub(crate) use writer::{Finish, NewWorkflow, StepRecord, Writer};
+pub(crate) use writer::{Finish, NewWorkflow, Owner, StepRecord, Writer};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -132,6 +132,9 @@ pub struct WorkflowStatus {
 /// The database side of the runtime.
 pub(crate) struct Store {
     pool: PgPool,
+    /// The heartbeat's own connection: a pool starved by writers and steps must not
+    /// get a live executor declared dead.
+    liveness: PgPool,
     pub writer: Writer,
 }
 
@@ -190,7 +193,11 @@ impl Store {
         })
         .await?;
         let writer = Writer::spawn(pool.clone(), config.writers, config.max_batch, supervisor);
-        Ok(Store { pool, writer })
+        let liveness = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(config.connect_timeout)
+            .connect_lazy_with(pool.connect_options().as_ref().clone());
+        Ok(Store { pool, liveness, writer })
     }
 
     pub fn pool(&self) -> &PgPool {

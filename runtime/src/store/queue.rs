@@ -208,7 +208,7 @@ impl Store {
         let fail = |e| Error::db(format!("recording the heartbeat of executor `{executor}`"), e);
         let updated = sqlx::query("UPDATE executors SET last_heartbeat = clock_timestamp() WHERE executor_id = $1")
             .bind(executor)
-            .execute(&self.pool)
+            .execute(&self.liveness)
             .await
             .map_err(fail)?
             .rows_affected();
@@ -219,7 +219,7 @@ impl Store {
             )
             .bind(executor)
             .bind(app_version)
-            .execute(&self.pool)
+            .execute(&self.liveness)
             .await
             .map_err(fail)?;
         }

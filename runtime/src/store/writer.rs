@@ -55,6 +55,18 @@ pub(crate) struct Finish {
     pub status: &'static str,
     pub output: Option<String>,
     pub error: Option<String>,
+    pub owner: Owner,
+}
+
+/// The execution a write comes from: the executor that runs the workflow and the
+/// row's `recovery_attempts` when that execution began. Every claim, recovery and
+/// takeover changes one or the other, so a write lands only while its execution
+/// still owns the row (fencing): a process that was paused past its executor
+/// timeout, whose workflows another executor took over, writes nothing after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub executor: String,
+    pub attempt: i32,
 }
 
 enum Write {
@@ -63,7 +75,7 @@ enum Write {
     /// Rows that must commit together (a receiver's poll batch); answers per row.
     #[cfg_attr(not(any(feature = "kafka", feature = "sqs")), allow(dead_code))] // used by the receivers
     InsertMany(Vec<NewWorkflow>, oneshot::Sender<Result<Vec<bool>>>),
-    Step(StepRecord, oneshot::Sender<Result<()>>),
+    Step(StepRecord, Owner, oneshot::Sender<Result<()>>),
     Finish(Finish, oneshot::Sender<Result<()>>),
 }
 
@@ -102,12 +114,14 @@ impl Writer {
         self.send(|reply| Write::InsertMany(rows, reply)).await
     }
 
-    /// Records a step's output. A record that exists already is kept.
-    pub async fn step(&self, record: StepRecord) -> Result<()> {
-        self.send(|reply| Write::Step(record, reply)).await
+    /// Records a step's output, if `owner` still owns the workflow (else
+    /// [`Error::Fenced`]). A record that exists already is kept.
+    pub async fn step(&self, record: StepRecord, owner: Owner) -> Result<()> {
+        self.send(|reply| Write::Step(record, owner, reply)).await
     }
 
-    /// Records how a PENDING workflow ended.
+    /// Records how a PENDING workflow ended, if its execution still owns it (else
+    /// [`Error::Fenced`]).
     pub async fn finish(&self, finish: Finish) -> Result<()> {
         self.send(|reply| Write::Finish(finish, reply)).await
     }
@@ -141,7 +155,7 @@ async fn write_batch(pool: &PgPool, batch: Vec<Write>) {
     let mut delay = Duration::from_millis(50);
     loop {
         match try_write(pool, &batch, &token).await {
-            Ok(inserted) => return answer(batch, &inserted),
+            Ok(written) => return answer(batch, &written),
             Err(e) if is_transient(&e) => {
                 tracing::warn!(error = %e, retry_in = ?delay, "exactly: database unavailable; checkpoint writes wait");
                 tokio::time::sleep(delay).await;
@@ -165,17 +179,30 @@ async fn write_batch(pool: &PgPool, batch: Vec<Write>) {
     }
 }
 
-fn answer(batch: Vec<Write>, inserted: &HashSet<String>) {
+fn answer(batch: Vec<Write>, written: &Written) {
     let mut seen = HashSet::new();
+    let fenced = |id: &str| Err(Error::Fenced { id: id.to_owned() });
     for write in batch {
         // A caller that gave up waiting is no reason to fail the others.
         match write {
             // Of two inserts of one ID in one batch, only the first inserted it.
-            Write::Insert(row, reply) => drop(reply.send(Ok(inserted.contains(&row.id) && seen.insert(row.id)))),
-            Write::InsertMany(rows, reply) => {
-                drop(reply.send(Ok(rows.into_iter().map(|row| inserted.contains(&row.id) && seen.insert(row.id)).collect())))
+            Write::Insert(row, reply) => {
+                drop(reply.send(Ok(written.inserted.contains(&row.id) && seen.insert(row.id))))
             }
-            Write::Step(_, reply) | Write::Finish(_, reply) => drop(reply.send(Ok(()))),
+            Write::InsertMany(rows, reply) => drop(reply.send(Ok(rows
+                .into_iter()
+                .map(|row| written.inserted.contains(&row.id) && seen.insert(row.id))
+                .collect()))),
+            Write::Step(record, _, reply) => drop(reply.send(
+                if written.owned_steps.contains(&(record.workflow_id.clone(), record.step_id)) {
+                    Ok(())
+                } else {
+                    fenced(&record.workflow_id)
+                },
+            )),
+            Write::Finish(finish, reply) => {
+                drop(reply.send(if written.finished.contains(&finish.id) { Ok(()) } else { fenced(&finish.id) }))
+            }
         }
     }
 }
@@ -190,7 +217,7 @@ fn fail(write: Write, source: sqlx::Error) {
             let context = format!("inserting {} workflows (the first `{first}`)", rows.len());
             drop(reply.send(Err(Error::db(context, source))));
         }
-        Write::Step(record, reply) => drop(reply.send(Err(Error::db(
+        Write::Step(record, _, reply) => drop(reply.send(Err(Error::db(
             format!("recording step {} of workflow `{}`", record.step_id, record.workflow_id),
             source,
         )))),
@@ -220,9 +247,17 @@ pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
     }
 }
 
-/// One transaction, at most one statement per kind of write. Returns the IDs of the
-/// workflow rows it inserted.
-async fn try_write(pool: &PgPool, batch: &[Write], token: &str) -> std::result::Result<HashSet<String>, sqlx::Error> {
+/// What a write batch did: the workflow rows it inserted, the step records and
+/// outcomes whose execution still owned its workflow (the others were fenced).
+#[derive(Default)]
+struct Written {
+    inserted: HashSet<String>,
+    owned_steps: HashSet<(String, i32)>,
+    finished: HashSet<String>,
+}
+
+/// One transaction, at most one statement per kind of write.
+async fn try_write(pool: &PgPool, batch: &[Write], token: &str) -> std::result::Result<Written, sqlx::Error> {
     let mut inserts = Vec::new();
     let mut steps = Vec::new();
     let mut finishes = Vec::new();
@@ -230,7 +265,7 @@ async fn try_write(pool: &PgPool, batch: &[Write], token: &str) -> std::result::
         match write {
             Write::Insert(row, _) => inserts.push(row),
             Write::InsertMany(rows, _) => inserts.extend(rows),
-            Write::Step(record, _) => steps.push(record),
+            Write::Step(record, owner, _) => steps.push((record, owner)),
             Write::Finish(finish, _) => finishes.push(finish),
         }
     }
@@ -242,17 +277,17 @@ async fn try_write(pool: &PgPool, batch: &[Write], token: &str) -> std::result::
         sqlx::query("BEGIN").execute(&mut *conn).await?;
     }
     let result = async {
-        let mut inserted = HashSet::new();
+        let mut written = Written::default();
         if !inserts.is_empty() {
-            inserted = insert_workflows(&mut conn, &inserts, token).await?;
+            written.inserted = insert_workflows(&mut conn, &inserts, token).await?;
         }
         if !steps.is_empty() {
-            insert_steps(&mut conn, &steps).await?;
+            written.owned_steps = insert_steps(&mut conn, &steps).await?;
         }
         if !finishes.is_empty() {
-            finish_workflows(&mut conn, &finishes).await?;
+            written.finished = finish_workflows(&mut conn, &finishes).await?;
         }
-        Ok::<_, sqlx::Error>(inserted)
+        Ok::<_, sqlx::Error>(written)
     }
     .await;
     if in_tx {
@@ -328,49 +363,83 @@ async fn insert_workflows(
     Ok(inserted.into_iter().collect())
 }
 
-async fn insert_steps(conn: &mut sqlx::PgConnection, steps: &[&StepRecord]) -> std::result::Result<(), sqlx::Error> {
-    let ids: Vec<&str> = steps.iter().map(|s| s.workflow_id.as_str()).collect();
-    let step_ids: Vec<i32> = steps.iter().map(|s| s.step_id).collect();
-    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
-    let outputs: Vec<Option<&str>> = steps.iter().map(|s| s.output.as_deref()).collect();
-    let errors: Vec<Option<&str>> = steps.iter().map(|s| s.error.as_deref()).collect();
-    sqlx::query(
-        "INSERT INTO operation_outputs (workflow_id, step_id, name, output, error)
-         SELECT id, step_id, name, output::jsonb, error::jsonb
-         FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[]) AS t(id, step_id, name, output, error)
-         ON CONFLICT (workflow_id, step_id) DO NOTHING",
+/// Inserts the step records whose execution still owns its workflow (PENDING, same
+/// executor, same attempt); returns those (workflow, step) pairs. The owning rows
+/// are share-locked, so a takeover either waits for this write or this write sees
+/// the takeover: a successor never reads a workflow's steps while a fenced
+/// execution's record of one is still to land.
+async fn insert_steps(
+    conn: &mut sqlx::PgConnection,
+    steps: &[(&StepRecord, &Owner)],
+) -> std::result::Result<HashSet<(String, i32)>, sqlx::Error> {
+    let ids: Vec<&str> = steps.iter().map(|(s, _)| s.workflow_id.as_str()).collect();
+    let step_ids: Vec<i32> = steps.iter().map(|(s, _)| s.step_id).collect();
+    let names: Vec<&str> = steps.iter().map(|(s, _)| s.name.as_str()).collect();
+    let outputs: Vec<Option<&str>> = steps.iter().map(|(s, _)| s.output.as_deref()).collect();
+    let errors: Vec<Option<&str>> = steps.iter().map(|(s, _)| s.error.as_deref()).collect();
+    let executors: Vec<&str> = steps.iter().map(|(_, o)| o.executor.as_str()).collect();
+    let attempts: Vec<i32> = steps.iter().map(|(_, o)| o.attempt).collect();
+    let owned: Vec<(String, i32)> = sqlx::query_as(
+        "WITH owned AS (
+             SELECT t.id, t.step_id, t.name, t.output, t.error
+             FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int4[])
+                  AS t(id, step_id, name, output, error, executor, attempt)
+             JOIN workflow_status w ON w.workflow_id = t.id
+             WHERE (w.status || '') = 'PENDING' AND w.executor_id = t.executor AND w.recovery_attempts = t.attempt
+             FOR SHARE OF w
+         ), recorded AS (
+             INSERT INTO operation_outputs (workflow_id, step_id, name, output, error)
+             SELECT id, step_id, name, output::jsonb, error::jsonb FROM owned
+             ON CONFLICT (workflow_id, step_id) DO NOTHING
+         )
+         SELECT id, step_id FROM owned",
     )
     .bind(ids)
     .bind(step_ids)
     .bind(names)
     .bind(outputs)
     .bind(errors)
-    .execute(&mut *conn)
+    .bind(executors)
+    .bind(attempts)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(())
+    Ok(owned.into_iter().collect())
 }
 
-async fn finish_workflows(conn: &mut sqlx::PgConnection, finishes: &[&Finish]) -> std::result::Result<(), sqlx::Error> {
+/// Records outcomes whose execution still owns its workflow; returns their IDs. A
+/// retry of a write whose reply was lost finds its own outcome already there (same
+/// execution, same status) and counts it as written.
+async fn finish_workflows(
+    conn: &mut sqlx::PgConnection,
+    finishes: &[&Finish],
+) -> std::result::Result<HashSet<String>, sqlx::Error> {
     let ids: Vec<&str> = finishes.iter().map(|f| f.id.as_str()).collect();
     let statuses: Vec<&str> = finishes.iter().map(|f| f.status).collect();
     let outputs: Vec<Option<&str>> = finishes.iter().map(|f| f.output.as_deref()).collect();
     let errors: Vec<Option<&str>> = finishes.iter().map(|f| f.error.as_deref()).collect();
-    sqlx::query(
+    let executors: Vec<&str> = finishes.iter().map(|f| f.owner.executor.as_str()).collect();
+    let attempts: Vec<i32> = finishes.iter().map(|f| f.owner.attempt).collect();
+    let finished: Vec<String> = sqlx::query_scalar(
         "UPDATE workflow_status w
          SET status = t.status, output = t.output::jsonb, error = t.error::jsonb,
-             updated_at = clock_timestamp(), completed_at = clock_timestamp()
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS t(id, status, output, error)
+             updated_at = clock_timestamp(), completed_at = COALESCE(w.completed_at, clock_timestamp())
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[])
+              AS t(id, status, output, error, executor, attempt)
          -- Written so that the planner joins on the primary key: a plain
          -- `status = 'PENDING'` makes it scan the partial index of all PENDING rows.
-         WHERE w.workflow_id = t.id AND (w.status || '') = 'PENDING'",
+         WHERE w.workflow_id = t.id AND ((w.status || '') = 'PENDING' OR w.status = t.status)
+           AND w.executor_id = t.executor AND w.recovery_attempts = t.attempt
+         RETURNING w.workflow_id",
     )
     .bind(ids)
     .bind(statuses)
     .bind(outputs)
     .bind(errors)
-    .execute(&mut *conn)
+    .bind(executors)
+    .bind(attempts)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(())
+    Ok(finished.into_iter().collect())
 }
 
 #[cfg(test)]

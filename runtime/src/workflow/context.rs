@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::store::StepRecord;
+use tokio::sync::Notify;
+
+use crate::store::{Owner, StepRecord};
 use crate::workflow::engine::Engine;
 
 tokio::task_local! {
@@ -17,13 +19,36 @@ tokio::task_local! {
 pub(crate) struct WorkflowContext {
     pub engine: Arc<Engine>,
     pub id: String,
+    /// The execution this task is: its writes land only while it owns the row.
+    pub owner: Owner,
     next_step: AtomicI32,
     recorded: Mutex<HashMap<i32, StepRecord>>,
+    /// Set when a write found the workflow taken over: the task ends.
+    fenced: Notify,
 }
 
 impl WorkflowContext {
-    pub fn new(engine: Arc<Engine>, id: String, recorded: HashMap<i32, StepRecord>) -> Self {
-        WorkflowContext { engine, id, next_step: AtomicI32::new(0), recorded: Mutex::new(recorded) }
+    pub fn new(engine: Arc<Engine>, id: String, owner: Owner, recorded: HashMap<i32, StepRecord>) -> Self {
+        WorkflowContext {
+            engine,
+            id,
+            owner,
+            next_step: AtomicI32::new(0),
+            recorded: Mutex::new(recorded),
+            fenced: Notify::new(),
+        }
+    }
+
+    /// Ends this execution where it stands: another one owns the workflow now.
+    pub fn fence(&self) {
+        tracing::warn!(workflow_id = %self.id, executor = %self.owner.executor, attempt = self.owner.attempt,
+            "exactly: this execution was fenced (the workflow was taken over by another executor); it stops here and its write was discarded");
+        self.fenced.notify_one();
+    }
+
+    /// Completes once [`fence`](Self::fence) was called.
+    pub async fn fenced(&self) {
+        self.fenced.notified().await
     }
 
     /// Runs `fut` as the body of this workflow.

@@ -15,9 +15,12 @@ use crate::error::{Error, Result};
 use crate::queue::{INTERNAL_QUEUE, Queue};
 use crate::registry::{Registry, WorkflowSpec};
 use crate::supervise::{Supervisor, panic_message};
-use crate::store::{Claimed, Finish, NewWorkflow, Outcome, PendingWorkflow, StepRecord, Store, WorkflowState, error_json};
+use crate::store::{
+    Claimed, Finish, NewWorkflow, Outcome, Owner, PendingWorkflow, StepRecord, Store, WorkflowState, error_json,
+};
 use crate::workflow::call::StartOptions;
 use crate::workflow::context::{self, WorkflowContext};
+use crate::workflow::lease::Lease;
 
 /// The engine of the runtime launched in this process, used by workflow calls made
 /// outside any workflow.
@@ -73,6 +76,8 @@ pub(crate) struct Engine {
     before_shutdown: Mutex<Vec<BoxFuture<'static, ()>>>,
     /// Restarts the runtime's parts that stop, reports their health.
     pub supervisor: Arc<Supervisor>,
+    /// Whether this executor may start steps (a recent heartbeat found it alive).
+    pub lease: Lease,
 }
 
 /// One message's workflow, for [`Engine::start_batch`].
@@ -126,6 +131,7 @@ impl Engine {
             live: Mutex::new(HashMap::new()),
             before_shutdown: Mutex::new(Vec::new()),
             supervisor,
+            lease: Lease::new(),
         })
     }
 
@@ -202,7 +208,8 @@ impl Engine {
         if inserted {
             let (tx, rx) = oneshot::channel();
             self.waiters.lock().expect("waiters poisoned").entry(id.clone()).or_default().push(tx);
-            self.spawn(spec, id.clone(), inputs, HashMap::new(), timeout, None);
+            // A new PENDING row: its first execution (`recovery_attempts` = 1).
+            self.spawn(spec, id.clone(), 1, inputs, HashMap::new(), timeout, None);
             return Ok(Started { id, completion: Some(rx) });
         }
         match self.store.workflow_name(&id).await? {
@@ -250,7 +257,7 @@ impl Engine {
         let inserted = self.store.writer.insert_many(rows).await?;
         for (start, inserted) in starts.iter().zip(&inserted) {
             if *inserted && start.queue.is_none() {
-                self.spawn(start.spec, start.id.clone(), start.inputs.clone(), HashMap::new(), None, None);
+                self.spawn(start.spec, start.id.clone(), 1, start.inputs.clone(), HashMap::new(), None, None);
             }
         }
         Ok(inserted)
@@ -296,10 +303,12 @@ impl Engine {
 
     /// Runs a workflow on its own task and records how it ended, unless a task of
     /// the current generation runs it already.
+    #[allow(clippy::too_many_arguments)]
     fn spawn(
         self: &Arc<Self>,
         spec: &'static WorkflowSpec,
         id: String,
+        attempt: i32,
         inputs: String,
         recorded: HashMap<i32, StepRecord>,
         timeout: Option<Duration>,
@@ -315,7 +324,8 @@ impl Engine {
             live.insert(id.clone(), started_in);
         }
         let engine = self.clone();
-        let ctx = Arc::new(WorkflowContext::new(engine.clone(), id.clone(), recorded));
+        let owner = Owner { executor: self.config.executor_id.clone(), attempt };
+        let ctx = Arc::new(WorkflowContext::new(engine.clone(), id.clone(), owner.clone(), recorded));
         self.running.fetch_add(1, Ordering::SeqCst);
         if let Some(queue) = &queue {
             *self.queue_running.lock().expect("queue counts poisoned").entry(queue.clone()).or_default() += 1;
@@ -324,12 +334,14 @@ impl Engine {
             let _running = Counted(&engine.running);
             let _live = Live { engine: &engine, id: &id, generation: started_in };
             let _queued = queue.map(|queue| QueueSlot { engine: &engine, queue });
-            let body = ctx.scope(AssertUnwindSafe((spec.invoke)(inputs)).catch_unwind());
+            let body = ctx.clone().scope(AssertUnwindSafe((spec.invoke)(inputs)).catch_unwind());
             let ended = tokio::select! {
                 ended = with_timeout(timeout, body) => ended,
                 // Shutdown gave up waiting, or the work was handed to another executor:
                 // the row is recovered later (by this executor or by that one).
                 _ = generation.wait_for(|g| *g != started_in) => return,
+                // A write found the workflow taken over: another execution owns it.
+                _ = ctx.fenced() => return,
             };
             let (state, output, error) = match ended {
                 Some(Ok(Ok(output))) => (WorkflowState::Success, Some(output), None),
@@ -344,10 +356,18 @@ impl Engine {
                     (WorkflowState::Cancelled, None, Some(error_json(&message)))
                 }
             };
-            let finish = Finish { id: id.clone(), status: state.as_str(), output: output.clone(), error: error.clone() };
-            if let Err(e) = engine.store.writer.finish(finish).await {
-                tracing::error!(workflow_id = %id, error = %e, "exactly: could not record the outcome; the workflow stays PENDING and will be recovered");
-                return;
+            let finish =
+                Finish { id: id.clone(), status: state.as_str(), output: output.clone(), error: error.clone(), owner };
+            match engine.store.writer.finish(finish).await {
+                Ok(()) => {}
+                Err(e @ Error::Fenced { .. }) => {
+                    tracing::warn!(workflow_id = %id, error = %e, "exactly: the outcome was not recorded: another execution owns the workflow");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(workflow_id = %id, error = %e, "exactly: could not record the outcome; the workflow stays PENDING and will be recovered");
+                    return;
+                }
             }
             engine.notify(&id, Outcome { state, output, error });
         });
@@ -399,7 +419,7 @@ impl Engine {
             let recorded = self.store.steps(&workflow.id).await?;
             let timeout = workflow.remaining_ms.map(|ms| Duration::from_millis(ms.max(0) as u64));
             tracing::info!(workflow_id = %workflow.id, attempt = attempts, steps = recorded.len(), "exactly: recovering workflow");
-            self.spawn(spec, workflow.id, workflow.inputs, recorded, timeout, workflow.queue);
+            self.spawn(spec, workflow.id, attempts, workflow.inputs, recorded, timeout, workflow.queue);
             resumed += 1;
         }
         Ok(resumed)
@@ -426,6 +446,7 @@ impl Engine {
             status: WorkflowState::MaxRecoveryAttemptsExceeded.as_str(),
             output: None,
             error: Some(error_json(&message)),
+            owner: Owner { executor: self.config.executor_id.clone(), attempt: attempts },
         };
         self.store.writer.finish(finish).await?;
         Ok(true)
@@ -509,7 +530,7 @@ impl Engine {
         // Only a workflow that ran before (and was handed back) has records.
         let recorded = if attempts > 1 { self.store.steps(&workflow.id).await? } else { HashMap::new() };
         let timeout = workflow.remaining_ms.map(|ms| Duration::from_millis(ms.max(0) as u64));
-        self.spawn(spec, workflow.id, workflow.inputs, recorded, timeout, workflow.queue);
+        self.spawn(spec, workflow.id, attempts, workflow.inputs, recorded, timeout, workflow.queue);
         Ok(())
     }
 

@@ -3,4 +3,5 @@
 pub(crate) mod call;
 pub(crate) mod context;
 pub(crate) mod engine;
+pub(crate) mod lease;
 pub(crate) mod step;

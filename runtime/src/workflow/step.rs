@@ -52,6 +52,8 @@ where
         return replay(&ctx.id, spec.name, record);
     }
     ctx.engine.park_if_shutting_down().await;
+    // A paused executor starts no step until a heartbeat says it still owns its work.
+    ctx.engine.lease.wait_valid(&ctx.id).await;
     let result = context::in_step(step_id, with_retries(spec, &mut f)).await;
     let (output, error) = match &result {
         Ok(value) => {
@@ -65,8 +67,15 @@ where
         Err(e) => (None, Some(error_json(&e.to_string()))),
     };
     let record = StepRecord { workflow_id: ctx.id.clone(), step_id, name: spec.name.to_owned(), output, error };
-    ctx.engine.store.writer.step(record).await?;
-    result
+    match ctx.engine.store.writer.step(record, ctx.owner.clone()).await {
+        Ok(()) => result,
+        Err(e @ Error::Fenced { .. }) => {
+            ctx.fence();
+            // The task ends at its next await; should the body still run, it gets this.
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn replay<T: DeserializeOwned, E: From<Error>>(workflow_id: &str, name: &str, record: StepRecord) -> Result<T, E> {
