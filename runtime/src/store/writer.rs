@@ -478,41 +478,102 @@ mod tests {
         assert!(!is_transient(&sqlx::Error::Migrate(Box::new(MigrateError::VersionMismatch(4)))));
     }
 
+    /// A store on a schema of its own, dropped by the caller with [`drop_schema`].
+    async fn test_store(name: &str) -> (Store, String) {
+        let schema = format!("exactly_writer_{name}_{}", std::process::id());
+        let url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable".into());
+        let config = StoreConfig {
+            url,
+            url_source: "DATABASE_URL".into(),
+            schema: schema.clone(),
+            pool_size: 2,
+            connect_timeout: Duration::from_secs(10),
+            writers: 1,
+            max_batch: 10,
+        };
+        let store = Store::connect(&config, &crate::supervise::Supervisor::new())
+            .await
+            .expect("the test needs dev/services' PostgreSQL");
+        (store, schema)
+    }
+
+    async fn drop_schema(store: &Store, schema: &str) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(store.pool()).await.unwrap();
+    }
+
+    fn sorted(set: HashSet<String>) -> Vec<String> {
+        let mut v: Vec<_> = set.into_iter().collect();
+        v.sort();
+        v
+    }
+
     #[test]
     fn a_retried_write_whose_reply_was_lost_knows_its_own_rows() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let schema = format!("exactly_writer_test_{}", std::process::id());
-            let url = std::env::var("DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable".into());
-            let config = StoreConfig {
-                url,
-                url_source: "DATABASE_URL".into(),
-                schema: schema.clone(),
-                pool_size: 2,
-                connect_timeout: Duration::from_secs(10),
-                writers: 1,
-                max_batch: 10,
-            };
-            let store = Store::connect(&config, &crate::supervise::Supervisor::new()).await.expect("the test needs dev/services' PostgreSQL");
+            let (store, schema) = test_store("token").await;
             let pool = store.pool();
-            let ids = |set: HashSet<String>| {
-                let mut v: Vec<_> = set.into_iter().collect();
-                v.sort();
-                v
-            };
-
             // The first attempt commits; suppose its reply was lost. The retry, with the
             // same token, reports the row as inserted by this write.
             let batch = vec![insert("w1"), insert("w2"), insert("w2")];
-            assert_eq!(ids(try_write(pool, &batch, "00000000-0000-0000-0000-00000000000a").await.unwrap()), ["w1", "w2"]);
-            assert_eq!(ids(try_write(pool, &batch, "00000000-0000-0000-0000-00000000000a").await.unwrap()), ["w1", "w2"]);
+            let token = "00000000-0000-0000-0000-00000000000a";
+            assert_eq!(sorted(try_write(pool, &batch, token).await.unwrap().inserted), ["w1", "w2"]);
+            assert_eq!(sorted(try_write(pool, &batch, token).await.unwrap().inserted), ["w1", "w2"]);
             // Any other write finds them existing.
-            assert!(try_write(pool, &batch, "00000000-0000-0000-0000-00000000000b").await.unwrap().is_empty());
+            let other = "00000000-0000-0000-0000-00000000000b";
+            assert!(try_write(pool, &batch, other).await.unwrap().inserted.is_empty());
             let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM workflow_status").fetch_one(pool).await.unwrap();
             assert_eq!(rows, 2);
+            drop_schema(&store, &schema).await;
+        });
+    }
 
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(pool).await.unwrap();
+    #[test]
+    fn writes_of_an_execution_that_lost_its_workflow_are_fenced() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (store, schema) = test_store("fence").await;
+            let pool = store.pool();
+            let first = Owner { executor: "e".into(), attempt: 1 };
+            let step = |n: i32, output: &str| StepRecord {
+                workflow_id: "w".into(),
+                step_id: n,
+                name: "s".into(),
+                output: Some(output.into()),
+                error: None,
+            };
+            let finish = |owner: &Owner, output: &str| Finish {
+                id: "w".into(),
+                status: "SUCCESS",
+                output: Some(output.into()),
+                error: None,
+                owner: owner.clone(),
+            };
+            store.writer.insert(row("w")).await.unwrap();
+            store.writer.step(step(0, "1"), first.clone()).await.unwrap();
+            // Another executor takes the workflow over (a dead executor's work, claimed).
+            sqlx::query("UPDATE workflow_status SET executor_id = 'other', recovery_attempts = 2").execute(pool).await.unwrap();
+            let late = store.writer.step(step(1, "2"), first.clone()).await;
+            assert!(matches!(late, Err(Error::Fenced { .. })), "{late:?}");
+            let late = store.writer.finish(finish(&first, "3")).await;
+            assert!(matches!(late, Err(Error::Fenced { .. })), "{late:?}");
+            let same_executor_old_attempt = Owner { executor: "other".into(), attempt: 1 };
+            let late = store.writer.step(step(1, "2"), same_executor_old_attempt).await;
+            assert!(matches!(late, Err(Error::Fenced { .. })), "{late:?}");
+
+            let owner = Owner { executor: "other".into(), attempt: 2 };
+            store.writer.step(step(1, "4"), owner.clone()).await.unwrap();
+            store.writer.finish(finish(&owner, "5")).await.unwrap();
+            // A retry of that outcome (its reply lost) is its own write, not a fenced one.
+            store.writer.finish(finish(&owner, "5")).await.unwrap();
+            let steps: Vec<(i32, String)> =
+                sqlx::query_as("SELECT step_id, output::text FROM operation_outputs ORDER BY step_id").fetch_all(pool).await.unwrap();
+            assert_eq!(steps, [(0, "1".to_owned()), (1, "4".to_owned())], "the fenced step left nothing");
+            let outcome: (String, String) =
+                sqlx::query_as("SELECT status, output::text FROM workflow_status").fetch_one(pool).await.unwrap();
+            assert_eq!(outcome, ("SUCCESS".to_owned(), "5".to_owned()));
+            drop_schema(&store, &schema).await;
         });
     }
 }
