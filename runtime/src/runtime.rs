@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::queue::heartbeat::{self, HeartbeatConfig};
-use crate::queue::{self, Queue, dispatch};
+use crate::queue::{self, Queue, dispatch, identity};
 use crate::registry::Registry;
 use crate::store::{Store, StoreConfig, WorkflowStatus};
 use crate::supervise::{self, Health, OnStop, Supervisor};
@@ -126,7 +126,7 @@ async fn wait_for_signal() -> Result<()> {
 /// |---|---|---|
 /// | database URL | `EXACTLY_DATABASE_URL`, else `DATABASE_URL` | required |
 /// | schema | `EXACTLY_SCHEMA` | `exactly` |
-/// | executor ID | `EXACTLY_EXECUTOR_ID` | `local` |
+/// | executor ID | `EXACTLY_EXECUTOR_ID` | the host name |
 /// | application version | `EXACTLY_APP_VERSION` | `0` |
 /// | max recovery attempts | `EXACTLY_MAX_RECOVERY_ATTEMPTS` | `100` |
 /// | shutdown timeout (ms) | `EXACTLY_SHUTDOWN_TIMEOUT_MS` | `10000` |
@@ -293,7 +293,7 @@ impl RuntimeBuilder {
             return Err(Error::Config("the database pool needs at least 2 connections".into()));
         }
         let config = EngineConfig {
-            executor_id: pick(self.executor_id, "EXACTLY_EXECUTOR_ID", "local".to_owned())?,
+            executor_id: pick(self.executor_id, "EXACTLY_EXECUTOR_ID", identity::default_executor_id())?,
             app_version: pick(self.app_version, "EXACTLY_APP_VERSION", "0".to_owned())?,
             max_recovery_attempts: pick(self.max_recovery_attempts, "EXACTLY_MAX_RECOVERY_ATTEMPTS", 100)?,
             max_running: pick(self.max_running, "EXACTLY_MAX_RUNNING", 10_000)?,
@@ -325,9 +325,12 @@ impl RuntimeBuilder {
         // long as connecting may take (recovery skips what an earlier try started).
         let recover = self.recover.unwrap_or(true);
         engine.lease.set_executor_timeout(heartbeat.timeout);
+        let process = identity::this_process();
         let resumed = crate::store::while_transient(store_config.connect_timeout, || async {
+            identity::check_free(&engine.store, &engine.config.executor_id, heartbeat.timeout).await?;
             let sent = std::time::Instant::now();
             engine.store.heartbeat(&engine.config.executor_id, &engine.config.app_version).await?;
+            engine.store.hold_executor(&engine.config.executor_id, &process).await?;
             engine.lease.renew(sent);
             if recover { engine.recover().await } else { Ok(0) }
         })

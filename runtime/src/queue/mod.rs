@@ -4,6 +4,7 @@
 
 pub(crate) mod dispatch;
 pub(crate) mod heartbeat;
+pub(crate) mod identity;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::{Connection, Row};
 
 use crate::error::{Error, Result};
@@ -175,9 +175,11 @@ impl Store {
             options.get_database().unwrap_or("<default database>"),
             config.url_source
         );
+        let (options, tls) = Tls::settle(options, &config.url, &config.url_source)?;
         let options = options.options([("search_path", config.schema.as_str())]);
         // A server that is restarting refuses or drops connections for a moment:
-        // launch keeps trying for the connect timeout before it gives up.
+        // launch keeps trying for the connect timeout before it gives up. A refusal
+        // (a certificate, a password, a database name) fails at once, saying why.
         let pool = while_transient(config.connect_timeout, || async {
             let pool = PgPoolOptions::new()
                 .max_connections(config.pool_size)
@@ -187,7 +189,10 @@ impl Store {
                 .acquire_timeout(config.connect_timeout)
                 .connect_with(options.clone())
                 .await
-                .map_err(|e| Error::db(format!("connecting to PostgreSQL at {target}"), e))?;
+                .map_err(|e| {
+                    let why = refusal(&e, &options, &tls, &config.url_source);
+                    Error::db(format!("connecting to PostgreSQL at {target}{}", why.unwrap_or_default()), e)
+                })?;
             migrate(&pool, &config.schema).await?;
             Ok(pool)
         })
@@ -304,6 +309,125 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// The URL's TLS settings as libpq reads them: for messages, and for the one place
+/// where sqlx reads them otherwise (`sslmode=require` with `sslrootcert`).
+struct Tls {
+    /// `sslmode` as the URL (or `PGSSLMODE`) sets it; `prefer` when unset.
+    mode: &'static str,
+    /// `sslrootcert`, the file of the CAs to trust (or `PGSSLROOTCERT`), if named.
+    root_cert: Option<String>,
+}
+
+impl Tls {
+    /// Reads the settings, and makes `require` verify the server's certificate when
+    /// `sslrootcert` names a readable file: libpq does ("verify as verify-ca"), sqlx
+    /// would accept any certificate. A `verify-ca` or `verify-full` whose CA file
+    /// cannot be read fails here: every connection would fail on it.
+    fn settle(options: PgConnectOptions, url: &str, url_source: &str) -> Result<(PgConnectOptions, Tls)> {
+        let mode = match options.get_ssl_mode() {
+            PgSslMode::Disable => "disable",
+            PgSslMode::Allow => "allow",
+            PgSslMode::Prefer => "prefer",
+            PgSslMode::Require => "require",
+            PgSslMode::VerifyCa => "verify-ca",
+            PgSslMode::VerifyFull => "verify-full",
+        };
+        // The URL's last `sslrootcert` wins over the environment's, as in sqlx's parser.
+        let query = url.split_once('?').map_or("", |(_, query)| query);
+        let root_cert = query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .filter(|(key, _)| matches!(*key, "sslrootcert" | "ssl-root-cert" | "ssl-ca"))
+            .map(|(_, value)| percent_decode(value))
+            .last()
+            .or_else(|| std::env::var("PGSSLROOTCERT").ok());
+        let tls = Tls { mode, root_cert };
+        let Some(path) = tls.root_cert.as_deref().filter(|cert| !cert.trim_start().starts_with("-----BEGIN")) else {
+            return Ok((options, tls));
+        };
+        let readable = std::fs::File::open(path);
+        match (options.get_ssl_mode(), readable) {
+            (PgSslMode::Require, Ok(_)) => Ok((options.ssl_mode(PgSslMode::VerifyCa), tls)),
+            (PgSslMode::VerifyCa | PgSslMode::VerifyFull, Err(e)) => Err(Error::Config(format!(
+                "{url_source} sets sslmode={mode} with sslrootcert `{path}`, which cannot be read ({e}): name the PEM file of the CA that signed the server's certificate (for a cloud database, the provider's CA bundle)"
+            ))),
+            _ => Ok((options, tls)),
+        }
+    }
+}
+
+/// Why PostgreSQL refuses this client in a way no retry cures, and what to check, as
+/// the tail of the connect error's context; `None` for failures that may pass (as
+/// `writer::is_transient` tells them apart, this is only their explanation).
+fn refusal(e: &sqlx::Error, options: &PgConnectOptions, tls: &Tls, url_source: &str) -> Option<String> {
+    let Tls { mode, root_cert } = tls;
+    let trusted = match root_cert {
+        Some(cert) => format!("sslrootcert `{cert}`"),
+        None => "the system's trusted CAs (no sslrootcert)".to_owned(),
+    };
+    let why = match e {
+        // rustls reports a refused certificate or an alert from the server as I/O
+        // of this kind; a restarting server resets or closes instead.
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            if io.to_string().contains("certificate") {
+                let names = if *mode == "verify-full" {
+                    format!(", and that the host `{}` is a name the certificate holds", options.get_host())
+                } else {
+                    String::new()
+                };
+                format!(
+                    "certificate verification failed (sslmode={mode}, against {trusted}); check that sslrootcert in {url_source} names the CA that signed the server's certificate{names}"
+                )
+            } else {
+                format!("the TLS handshake failed (sslmode={mode}); check the server's TLS settings and sslmode in {url_source}")
+            }
+        }
+        sqlx::Error::Tls(tls) if tls.to_string().contains("does not support TLS") => format!(
+            "the server does not offer TLS, which sslmode={mode} requires; turn `ssl` on in the server, or set a weaker sslmode in {url_source}"
+        ),
+        sqlx::Error::Tls(_) => format!("TLS could not be set up (sslmode={mode}, {trusted}); check them in {url_source}"),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("28P01") => format!(
+                "the server refused the password of user `{}`; check the user and password in {url_source}",
+                options.get_username()
+            ),
+            Some("28000") => format!(
+                "the server refused user `{}` (no pg_hba.conf entry lets it in from here with sslmode={mode}, or it may not log in); check the user in {url_source} and the server's pg_hba.conf",
+                options.get_username()
+            ),
+            Some("3D000") => format!("the database does not exist; create it, or correct its name in {url_source}"),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(format!(": {why}"))
+}
+
+/// `%41` as `A` and `+` as a space, as a URL's query is read.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The schema name goes into SQL text (`CREATE SCHEMA`), so it must be a plain identifier.

@@ -226,6 +226,30 @@ impl Store {
         Ok(updated > 0)
     }
 
+    /// How long ago `executor` last heartbeat (ms) and which process holds it, if it
+    /// is registered.
+    pub async fn executor_holder(&self, executor: &str) -> Result<Option<(i64, Option<String>)>> {
+        sqlx::query_as(
+            "SELECT (extract(epoch FROM clock_timestamp() - last_heartbeat) * 1000)::int8, process
+             FROM executors WHERE executor_id = $1",
+        )
+        .bind(executor)
+        .fetch_optional(&self.liveness)
+        .await
+        .map_err(|e| Error::db(format!("reading executor `{executor}`"), e))
+    }
+
+    /// Records that `process` holds `executor` now.
+    pub async fn hold_executor(&self, executor: &str, process: &str) -> Result<()> {
+        sqlx::query("UPDATE executors SET process = $2 WHERE executor_id = $1")
+            .bind(executor)
+            .bind(process)
+            .execute(&self.liveness)
+            .await
+            .map_err(|e| Error::db(format!("recording the process of executor `{executor}`"), e))?;
+        Ok(())
+    }
+
     /// Declares dead every other executor silent for longer than `timeout_ms` and
     /// puts its PENDING workflows back on their queues (those on none go to the
     /// internal queue). Returns the queues that received work, announced by NOTIFY.

@@ -235,7 +235,12 @@ pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
             sqlx::migrate::MigrateError::Execute(e) | sqlx::migrate::MigrateError::ExecuteMigration(e, _) => is_transient(e),
             _ => false,
         },
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        // TLS that cannot be set up fails the same way every time: a certificate refused
+        // (rustls reports it, and a server's alert, as I/O of kind InvalidData), or TLS
+        // required of a server without it (sqlx::Error::Tls). A restarting server
+        // refuses, resets or closes connections instead.
+        sqlx::Error::Io(io) => io.kind() != std::io::ErrorKind::InvalidData,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
         sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
