@@ -345,3 +345,52 @@ where
     }
     out
 }
+
+#[workflow]
+async fn nul_output(part: String) -> exactly::Result<String> {
+    match part.as_str() {
+        "output" => Ok("a\0b".to_owned()),
+        "error" => Err(exactly::Error::msg("bad\0byte")),
+        "step" => nul_step().await,
+        _ => Ok(part),
+    }
+}
+
+#[step]
+async fn nul_step() -> exactly::Result<String> {
+    Ok("x\0y".to_owned())
+}
+
+#[test]
+fn a_nul_anywhere_gives_a_clear_error_and_no_workflow_stays_pending() {
+    common::block_on(async {
+        let rt = &shared().runtime;
+        let status = |id: &'static str| async move { rt.status(id).await.unwrap().unwrap() };
+
+        let err = nul_output("output".into()).with_id("nul-output").await.unwrap_err().to_string();
+        assert!(err.contains("output of workflow `nul-output` contains the character U+0000"), "{err}");
+        assert_eq!(status("nul-output").await.state, WorkflowState::Error);
+
+        let err = nul_output("error".into()).with_id("nul-error").await.unwrap_err().to_string();
+        assert!(err.contains("bad\\0byte"), "the NUL shown as \\0: {err}");
+        assert_eq!(status("nul-error").await.state, WorkflowState::Error);
+
+        let err = nul_output("step".into()).with_id("nul-step").await.unwrap_err().to_string();
+        assert!(err.contains("output of step") && err.contains("U+0000"), "{err}");
+        let step_error: Option<serde_json::Value> =
+            sqlx::query_scalar("SELECT error FROM exactly.operation_outputs WHERE workflow_id = 'nul-step'")
+                .fetch_one(shared().runtime.pool())
+                .await
+                .unwrap();
+        assert!(step_error.unwrap().to_string().contains("U+0000"), "the step's error is recorded");
+        assert_eq!(status("nul-step").await.state, WorkflowState::Error);
+
+        let err = nul_output("in\0put".into()).with_id("nul-input").await.unwrap_err().to_string();
+        assert!(err.contains("inputs of workflow") && err.contains("U+0000"), "{err}");
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM exactly.workflow_status WHERE workflow_id = 'nul-input'")
+            .fetch_one(shared().runtime.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 0, "refused before anything was stored");
+    })
+}

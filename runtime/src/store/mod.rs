@@ -102,9 +102,30 @@ pub(crate) fn error_message(json: &str) -> String {
         .unwrap_or_else(|| json.to_owned())
 }
 
-/// Encodes an error message as the JSON stored in the `error` columns.
+/// Encodes an error message as the JSON stored in the `error` columns. JSONB holds
+/// no U+0000: a NUL in a message is written as the two characters `\0`.
 pub(crate) fn error_json(message: &str) -> String {
+    let message: std::borrow::Cow<'_, str> =
+        if message.contains('\0') { message.replace('\0', "\\0").into() } else { message.into() };
     serde_json::json!({ "message": message }).to_string()
+}
+
+/// Whether JSON text holds a U+0000 character (the escape `\u0000`), which a JSONB
+/// column refuses. A backslash before the escape that is itself escaped does not
+/// count: `"\\u0000"` is the text `\u0000`, not a NUL.
+pub(crate) fn holds_nul(json: &str) -> bool {
+    json.match_indices("\\u0000").any(|(at, _)| json[..at].bytes().rev().take_while(|b| *b == b'\\').count() % 2 == 0)
+}
+
+/// Why JSON text cannot be stored, if it holds U+0000.
+pub(crate) fn refuse_nul(json: &str, what: impl FnOnce() -> String) -> Result<()> {
+    if holds_nul(json) {
+        return Err(Error::msg(format!(
+            "{} contains the character U+0000, which PostgreSQL cannot store in JSONB; remove it or encode the value (e.g. as bytes or base64)",
+            what()
+        )));
+    }
+    Ok(())
 }
 
 /// One row of `workflow_status`, as [`WorkflowHandle::status`](crate::WorkflowHandle::status) returns it.
@@ -488,6 +509,22 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<()> {
     tx.commit().await.map_err(fail)?;
     MIGRATOR.run(&mut *conn).await.map_err(|e| Error::db(format!("migrating schema `{schema}`"), e.into()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_is_found_only_where_json_holds_one() {
+        let nul = serde_json::to_string("a\0b").unwrap();
+        assert!(holds_nul(&nul), "{nul}");
+        assert!(!holds_nul(&serde_json::to_string("a\\u0000b").unwrap()), "an escaped backslash, then text");
+        assert!(holds_nul(&serde_json::to_string("\\\0").unwrap()), "a backslash, then a NUL");
+        assert!(!holds_nul(r#"{"message":"fine"}"#));
+        let error = error_json("a\0b");
+        assert!(!holds_nul(&error) && error_message(&error) == "a\\0b", "{error}");
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ use crate::queue::{INTERNAL_QUEUE, Queue};
 use crate::registry::{Registry, WorkflowSpec};
 use crate::supervise::{Supervisor, panic_message};
 use crate::store::{
-    Claimed, Finish, NewWorkflow, Outcome, Owner, PendingWorkflow, StepRecord, Store, WorkflowState, error_json,
+    Claimed, Finish, NewWorkflow, Outcome, Owner, PendingWorkflow, StepRecord, Store, WorkflowState, error_json, holds_nul,
+    refuse_nul,
 };
 use crate::workflow::call::StartOptions;
 use crate::workflow::context::{self, WorkflowContext};
@@ -169,6 +170,7 @@ impl Engine {
             },
         };
         let timeout = options.timeout;
+        refuse_nul(&inputs, || format!("the inputs of workflow `{}` (ID `{id}`)", spec.name))?;
         if let Some(queue) = &options.queue {
             if !self.queues.contains_key(queue.as_str()) {
                 return Err(Error::UnknownQueue { queue: queue.clone(), declared: self.queue_names() });
@@ -344,6 +346,10 @@ impl Engine {
                 _ = ctx.fenced() => return,
             };
             let (state, output, error) = match ended {
+                Some(Ok(Ok(output))) if holds_nul(&output) => {
+                    let message = format!("the output of workflow `{id}` contains the character U+0000, which PostgreSQL cannot store in JSONB; it was not recorded");
+                    (WorkflowState::Error, None, Some(error_json(&message)))
+                }
                 Some(Ok(Ok(output))) => (WorkflowState::Success, Some(output), None),
                 Some(Ok(Err(message))) => (WorkflowState::Error, None, Some(error_json(&message))),
                 Some(Err(panic)) => {

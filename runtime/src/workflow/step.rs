@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 use crate::registry::StepSpec;
-use crate::store::{StepRecord, error_json, error_message};
+use crate::store::{StepRecord, error_json, error_message, refuse_nul};
 use crate::workflow::context;
 
 /// Runs `f` as a checkpointed step named `name`, without retries.
@@ -55,16 +55,20 @@ where
     // A paused executor starts no step until a heartbeat says it still owns its work.
     ctx.engine.lease.wait_valid(&ctx.id).await;
     let result = context::in_step(step_id, with_retries(spec, &mut f)).await;
-    let (output, error) = match &result {
+    let (output, error, result) = match result {
         Ok(value) => {
-            let json = serde_json::to_string(value).map_err(|source| Error::Serialization {
+            let json = serde_json::to_string(&value).map_err(|source| Error::Serialization {
                 action: "encode",
                 what: format!("the output of step `{}`", spec.name),
                 source,
             })?;
-            (Some(json), None)
+            // Not storable: the step's error is recorded instead, and returned.
+            match refuse_nul(&json, || format!("the output of step `{}`", spec.name)) {
+                Ok(()) => (Some(json), None, Ok(value)),
+                Err(e) => (None, Some(error_json(&e.to_string())), Err(E::from(e))),
+            }
         }
-        Err(e) => (None, Some(error_json(&e.to_string()))),
+        Err(e) => (None, Some(error_json(&e.to_string())), Err(e)),
     };
     let record = StepRecord { workflow_id: ctx.id.clone(), step_id, name: spec.name.to_owned(), output, error };
     match ctx.engine.store.writer.step(record, ctx.owner.clone()).await {
