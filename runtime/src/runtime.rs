@@ -1,8 +1,11 @@
 //! Launching the runtime: configuration (builder or environment), migrations,
 //! recovery, and shutdown.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::FutureExt;
 
 use serde::de::DeserializeOwned;
 
@@ -326,22 +329,18 @@ impl RuntimeBuilder {
         let recover = self.recover.unwrap_or(true);
         engine.lease.set_executor_timeout(heartbeat.timeout);
         let process = identity::this_process();
-        let resumed = crate::store::while_transient(store_config.connect_timeout, || async {
+        let registered = crate::store::while_transient(store_config.connect_timeout, || async {
             identity::check_free(&engine.store, &engine.config.executor_id, heartbeat.timeout).await?;
             let sent = std::time::Instant::now();
             engine.store.heartbeat(&engine.config.executor_id, &engine.config.app_version).await?;
             engine.store.hold_executor(&engine.config.executor_id, &process).await?;
             engine.lease.renew(sent);
-            if recover { engine.recover().await } else { Ok(0) }
+            Ok(())
         })
         .await;
-        match resumed {
-            Ok(0) => {}
-            Ok(resumed) => tracing::info!(resumed, "exactly: recovered PENDING workflows"),
-            Err(e) => {
-                engine.shutdown(Duration::ZERO).await; // so that a corrected launch may follow
-                return Err(e);
-            }
+        if let Err(e) = registered {
+            engine.shutdown(Duration::ZERO).await; // so that a corrected launch may follow
+            return Err(e);
         }
         // Both keep nothing that is not in the database: restarted if they stop.
         let beating = engine.clone();
@@ -350,6 +349,16 @@ impl RuntimeBuilder {
         supervise::spawn(&engine.supervisor, "dispatcher", OnStop::Restart, move || {
             dispatch::run(dispatching.clone(), dispatch_poll)
         });
+        // Recovery runs beside the heartbeat, the dispatcher and the receivers, paced
+        // by `max_running`: thousands of PENDING workflows do not hold up launch.
+        if recover {
+            let (recovering, supervisor) = (engine.clone(), engine.supervisor.clone());
+            tokio::spawn(async move {
+                if let Err(panic) = AssertUnwindSafe(recovering.recover_in_background()).catch_unwind().await {
+                    supervisor.fail("recovery", &format!("panicked: {}", supervise::panic_message(&*panic)));
+                }
+            });
+        }
         #[cfg(feature = "sqs")]
         if let Err(e) = crate::sqs::start(&engine, &self.sqs).await {
             engine.shutdown(Duration::ZERO).await; // so that a corrected launch may follow

@@ -275,6 +275,30 @@ impl Store {
             .map_err(|e| Error::db(format!("reading workflow `{id}`"), e))
     }
 
+    /// The recorded steps of several workflows, by workflow and step ID.
+    pub async fn steps_of(&self, ids: &[String]) -> Result<HashMap<String, HashMap<i32, StepRecord>>> {
+        let rows = sqlx::query(
+            "SELECT workflow_id, step_id, name, output::text AS output, error::text AS error
+             FROM operation_outputs WHERE workflow_id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| Error::db(format!("reading the steps of {} workflows", ids.len()), e))?;
+        let mut steps: HashMap<String, HashMap<i32, StepRecord>> = HashMap::new();
+        for row in rows {
+            let record = StepRecord {
+                workflow_id: row.get("workflow_id"),
+                step_id: row.get("step_id"),
+                name: row.get("name"),
+                output: row.get("output"),
+                error: row.get("error"),
+            };
+            steps.entry(record.workflow_id.clone()).or_default().insert(record.step_id, record);
+        }
+        Ok(steps)
+    }
+
     /// The recorded steps of a workflow, by step ID.
     pub async fn steps(&self, workflow_id: &str) -> Result<HashMap<i32, StepRecord>> {
         let rows = sqlx::query(
@@ -301,18 +325,32 @@ impl Store {
             .collect())
     }
 
-    /// Claims this executor's PENDING workflows for recovery: each one's attempt
-    /// counter goes up by one, in the same statement that reads it.
-    pub async fn claim_pending(&self, executor_id: &str, except: &[String]) -> Result<Vec<(PendingWorkflow, i32)>> {
+    /// Claims up to `limit` of this executor's PENDING workflows for recovery, in ID
+    /// order after `after`, none of `except`: each one's attempt counter goes up by
+    /// one, in the same statement that reads it. Recovery claims a batch just before
+    /// it starts it, so a process killed during recovery counts an attempt only for
+    /// the batch it was starting.
+    pub async fn claim_pending(
+        &self,
+        executor_id: &str,
+        except: &[String],
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<(PendingWorkflow, i32)>> {
         let rows = sqlx::query(
-            "UPDATE workflow_status
-             SET recovery_attempts = recovery_attempts + 1, updated_at = clock_timestamp()
-             WHERE status = 'PENDING' AND executor_id = $1 AND workflow_id <> ALL($2)
-             RETURNING workflow_id, name, inputs::text AS inputs, recovery_attempts, queue_name,
-                       (EXTRACT(EPOCH FROM (deadline - clock_timestamp())) * 1000)::bigint AS remaining_ms",
+            "UPDATE workflow_status w
+             SET recovery_attempts = w.recovery_attempts + 1, updated_at = clock_timestamp()
+             FROM (SELECT workflow_id FROM workflow_status
+                   WHERE status = 'PENDING' AND executor_id = $1 AND workflow_id <> ALL($2) AND workflow_id > $3
+                   ORDER BY workflow_id LIMIT $4 FOR UPDATE) AS c
+             WHERE w.workflow_id = c.workflow_id AND w.status = 'PENDING' AND w.executor_id = $1
+             RETURNING w.workflow_id, w.name, w.inputs::text AS inputs, w.recovery_attempts, w.queue_name,
+                       (EXTRACT(EPOCH FROM (w.deadline - clock_timestamp())) * 1000)::bigint AS remaining_ms",
         )
         .bind(executor_id)
         .bind(except)
+        .bind(after)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| Error::db(format!("claiming the PENDING workflows of executor `{executor_id}`"), e))?;
@@ -337,7 +375,8 @@ impl Store {
 struct Tls {
     /// `sslmode` as the URL (or `PGSSLMODE`) sets it; `prefer` when unset.
     mode: &'static str,
-    /// `sslrootcert`, the file of the CAs to trust (or `PGSSLROOTCERT`), if named.
+    /// Where the CAs to trust come from, for messages: "sslrootcert `/ca.pem`", or
+    /// "PGSSLROOTCERT `/ca.pem`" when the URL names none; `None` for the system's.
     root_cert: Option<String>,
 }
 
@@ -357,22 +396,28 @@ impl Tls {
         };
         // The URL's last `sslrootcert` wins over the environment's, as in sqlx's parser.
         let query = url.split_once('?').map_or("", |(_, query)| query);
-        let root_cert = query
+        let in_url = query
             .split('&')
             .filter_map(|pair| pair.split_once('='))
             .filter(|(key, _)| matches!(*key, "sslrootcert" | "ssl-root-cert" | "ssl-ca"))
             .map(|(_, value)| percent_decode(value))
-            .last()
-            .or_else(|| std::env::var("PGSSLROOTCERT").ok());
-        let tls = Tls { mode, root_cert };
-        let Some(path) = tls.root_cert.as_deref().filter(|cert| !cert.trim_start().starts_with("-----BEGIN")) else {
-            return Ok((options, tls));
+            .next_back();
+        let (setting, cert) = match in_url {
+            Some(cert) => ("sslrootcert", cert),
+            None => match std::env::var("PGSSLROOTCERT") {
+                Ok(cert) => ("PGSSLROOTCERT", cert),
+                Err(_) => return Ok((options, Tls { mode, root_cert: None })),
+            },
         };
-        let readable = std::fs::File::open(path);
-        match (options.get_ssl_mode(), readable) {
+        // sqlx takes PEM text in PGSSLROOTCERT for the certificates themselves.
+        if cert.trim_start().starts_with("-----BEGIN") {
+            return Ok((options, Tls { mode, root_cert: Some(format!("{setting} (PEM text)")) }));
+        }
+        let tls = Tls { mode, root_cert: Some(format!("{setting} `{cert}`")) };
+        match (options.get_ssl_mode(), std::fs::File::open(&cert)) {
             (PgSslMode::Require, Ok(_)) => Ok((options.ssl_mode(PgSslMode::VerifyCa), tls)),
             (PgSslMode::VerifyCa | PgSslMode::VerifyFull, Err(e)) => Err(Error::Config(format!(
-                "{url_source} sets sslmode={mode} with sslrootcert `{path}`, which cannot be read ({e}): name the PEM file of the CA that signed the server's certificate (for a cloud database, the provider's CA bundle)"
+                "the CA file of {url_source} cannot be read: {setting} `{cert}` ({e}); with sslmode={mode} the server's certificate is checked against it: name the PEM file of the CA that signed it (for a cloud database, the provider's CA bundle)"
             ))),
             _ => Ok((options, tls)),
         }
@@ -384,10 +429,7 @@ impl Tls {
 /// `writer::is_transient` tells them apart, this is only their explanation).
 fn refusal(e: &sqlx::Error, options: &PgConnectOptions, tls: &Tls, url_source: &str) -> Option<String> {
     let Tls { mode, root_cert } = tls;
-    let trusted = match root_cert {
-        Some(cert) => format!("sslrootcert `{cert}`"),
-        None => "the system's trusted CAs (no sslrootcert)".to_owned(),
-    };
+    let trusted = root_cert.as_deref().unwrap_or("the system's trusted CAs, as no sslrootcert is set");
     let why = match e {
         // rustls reports a refused certificate or an alert from the server as I/O
         // of this kind; a restarting server resets or closes instead.
@@ -406,7 +448,7 @@ fn refusal(e: &sqlx::Error, options: &PgConnectOptions, tls: &Tls, url_source: &
             }
         }
         sqlx::Error::Tls(tls) if tls.to_string().contains("does not support TLS") => format!(
-            "the server does not offer TLS, which sslmode={mode} requires; turn `ssl` on in the server, or set a weaker sslmode in {url_source}"
+            "the server does not offer TLS, and sslmode={mode} insists on it; turn `ssl` on in the server, or set a weaker sslmode in {url_source}"
         ),
         sqlx::Error::Tls(_) => format!("TLS could not be set up (sslmode={mode}, {trusted}); check them in {url_source}"),
         sqlx::Error::Database(db) => match db.code().as_deref() {

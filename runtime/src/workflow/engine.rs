@@ -27,6 +27,9 @@ use crate::workflow::lease::Lease;
 /// outside any workflow.
 static CURRENT: RwLock<Option<Arc<Engine>>> = RwLock::new(None);
 
+/// How many PENDING workflows recovery claims and starts at a time.
+const RECOVERY_BATCH: i64 = 200;
+
 /// How long shutdown waits for the database pool's connections to come back.
 const POOL_CLOSE: Duration = Duration::from_secs(2);
 
@@ -379,15 +382,54 @@ impl Engine {
         });
     }
 
-    /// Resumes this executor's PENDING workflows. A workflow whose executions have
-    /// been started more than `1 + max_recovery_attempts` times is given up as
-    /// MAX_RECOVERY_ATTEMPTS_EXCEEDED, its inputs kept.
+    /// Resumes this executor's PENDING workflows, a batch at a time and no faster
+    /// than `max_running` allows, while the process heartbeats and consumes. A
+    /// workflow whose executions have been started more than `1 +
+    /// max_recovery_attempts` times is given up as MAX_RECOVERY_ATTEMPTS_EXCEEDED,
+    /// its inputs kept. A first pass goes through them in ID order; then passes from
+    /// the start, skipping what runs here, until one finds nothing (a row another
+    /// statement held while the first pass went by).
     pub async fn recover(self: &Arc<Self>) -> Result<usize> {
-        // Empty at launch; after a recovery cut short by the database and tried again,
-        // what the first try started already runs, and is not claimed (counted) twice.
-        let running = self.running_now();
-        let pending = self.store.claim_pending(&self.config.executor_id, &running).await?;
-        self.resume(pending).await
+        let mut resumed = 0;
+        let mut after = String::new();
+        let mut from_start = false;
+        loop {
+            while self.room() == 0 && !self.is_shutting_down() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if self.is_shutting_down() {
+                return Ok(resumed);
+            }
+            let except = if from_start { self.running_now() } else { Vec::new() };
+            let limit = RECOVERY_BATCH.min(self.room() as i64).max(1);
+            let batch = self.store.claim_pending(&self.config.executor_id, &except, &after, limit).await?;
+            match batch.iter().map(|(w, _)| w.id.clone()).max() {
+                Some(last) => after = last,
+                None if from_start && after.is_empty() => return Ok(resumed),
+                None => {
+                    (after, from_start) = (String::new(), true);
+                    continue;
+                }
+            }
+            resumed += self.resume(batch).await?;
+        }
+    }
+
+    /// Runs [`recover`](Self::recover) until it completes, retrying through database
+    /// outages; logs what it resumed.
+    pub async fn recover_in_background(self: Arc<Self>) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.recover().await {
+                Ok(0) => return,
+                Ok(resumed) => return tracing::info!(resumed, "exactly: recovered PENDING workflows"),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "exactly: recovering PENDING workflows failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 
     /// The IDs of the workflows running in this process's current generation.
@@ -405,12 +447,12 @@ impl Engine {
     /// keep running.
     pub async fn recover_after_takeover(self: &Arc<Self>) -> Result<usize> {
         self.end_all_workflows();
-        let running = self.running_now();
-        let pending = self.store.claim_pending(&self.config.executor_id, &running).await?;
-        self.resume(pending).await
+        self.recover().await
     }
 
     async fn resume(self: &Arc<Self>, pending: Vec<(PendingWorkflow, i32)>) -> Result<usize> {
+        let ids: Vec<String> = pending.iter().map(|(w, _)| w.id.clone()).collect();
+        let mut steps = self.store.steps_of(&ids).await?;
         let mut resumed = 0;
         for (workflow, attempts) in pending {
             let Some(spec) = self.registry.get(&workflow.name) else {
@@ -422,9 +464,9 @@ impl Engine {
             if self.give_up_if_exhausted(spec, &workflow, attempts).await? {
                 continue;
             }
-            let recorded = self.store.steps(&workflow.id).await?;
+            let recorded = steps.remove(&workflow.id).unwrap_or_default();
             let timeout = workflow.remaining_ms.map(|ms| Duration::from_millis(ms.max(0) as u64));
-            tracing::info!(workflow_id = %workflow.id, attempt = attempts, steps = recorded.len(), "exactly: recovering workflow");
+            tracing::debug!(workflow_id = %workflow.id, attempt = attempts, steps = recorded.len(), "exactly: recovering workflow");
             self.spawn(spec, workflow.id, attempts, workflow.inputs, recorded, timeout, workflow.queue);
             resumed += 1;
         }
