@@ -78,8 +78,16 @@ async fn child_main(role: &str) {
             if status.is_none() {
                 let _ = crashes_every_time(1).with_id(&id).await;
             }
-            // Recovery (inside launch) either ran it, which aborts, or gave it up.
-            println!("STATUS {}", rt.status(&id).await.unwrap().unwrap().state);
+            // Recovery (in the background after launch) either runs it, which aborts
+            // this process, or gives it up.
+            let state = loop {
+                let state = rt.status(&id).await.unwrap().unwrap().state;
+                if state != exactly::WorkflowState::Pending {
+                    break state;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            println!("STATUS {state}");
         }
         "shutdown" => {
             let handle = slow_steps(3).with_id(&id).start().await.unwrap();
@@ -91,7 +99,7 @@ async fn child_main(role: &str) {
             return;
         }
         "resume" => {
-            // Launch recovered the workflow; wait for it.
+            // Recovery (started by launch) runs the workflow; wait for it.
             println!("RESULT {}", rt.result::<u32>(&id).await.unwrap());
         }
         other => panic!("unknown child role {other}"),

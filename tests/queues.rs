@@ -876,6 +876,17 @@ async fn orphan_main() {
         .launch()
         .await
         .expect("child launch");
+    // Recovery runs in the background after launch: wait until it has handled both.
+    common::wait_until(Duration::from_secs(30), "recovery handled the orphans", || async {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM exactly.workflow_status WHERE workflow_id LIKE 'orphan-%' AND status = 'PENDING'",
+        )
+        .fetch_one(pool())
+        .await
+        .unwrap();
+        pending == 0
+    })
+    .await;
     rt.shutdown().await.unwrap();
     println!("ORPHAN_DONE");
 }

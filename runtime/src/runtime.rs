@@ -335,13 +335,18 @@ impl RuntimeBuilder {
             engine.store.heartbeat(&engine.config.executor_id, &engine.config.app_version).await?;
             engine.store.hold_executor(&engine.config.executor_id, &process).await?;
             engine.lease.renew(sent);
-            Ok(())
+            // Recovery takes the executions started before now: those of this
+            // executor's previous life.
+            engine.store.now().await
         })
         .await;
-        if let Err(e) = registered {
-            engine.shutdown(Duration::ZERO).await; // so that a corrected launch may follow
-            return Err(e);
-        }
+        let since = match registered {
+            Ok(since) => since,
+            Err(e) => {
+                engine.shutdown(Duration::ZERO).await; // so that a corrected launch may follow
+                return Err(e);
+            }
+        };
         // Both keep nothing that is not in the database: restarted if they stop.
         let beating = engine.clone();
         supervise::spawn(&engine.supervisor, "heartbeat", OnStop::Restart, move || heartbeat::run(beating.clone(), heartbeat));
@@ -349,16 +354,6 @@ impl RuntimeBuilder {
         supervise::spawn(&engine.supervisor, "dispatcher", OnStop::Restart, move || {
             dispatch::run(dispatching.clone(), dispatch_poll)
         });
-        // Recovery runs beside the heartbeat, the dispatcher and the receivers, paced
-        // by `max_running`: thousands of PENDING workflows do not hold up launch.
-        if recover {
-            let (recovering, supervisor) = (engine.clone(), engine.supervisor.clone());
-            tokio::spawn(async move {
-                if let Err(panic) = AssertUnwindSafe(recovering.recover_in_background()).catch_unwind().await {
-                    supervisor.fail("recovery", &format!("panicked: {}", supervise::panic_message(&*panic)));
-                }
-            });
-        }
         #[cfg(feature = "sqs")]
         if let Err(e) = crate::sqs::start(&engine, &self.sqs).await {
             engine.shutdown(Duration::ZERO).await; // so that a corrected launch may follow
@@ -366,6 +361,16 @@ impl RuntimeBuilder {
         }
         #[cfg(feature = "kafka")]
         crate::kafka::launch(&engine, self.kafka.as_ref()).await?; // shuts the engine down on error
+        // Recovery runs beside the heartbeat, the dispatcher and the receivers, paced:
+        // thousands of PENDING workflows neither hold up launch nor crowd them out.
+        if recover {
+            let (recovering, supervisor) = (engine.clone(), engine.supervisor.clone());
+            tokio::spawn(async move {
+                if let Err(panic) = AssertUnwindSafe(recovering.recover_in_background(since)).catch_unwind().await {
+                    supervisor.fail("recovery", &format!("panicked: {}", supervise::panic_message(&*panic)));
+                }
+            });
+        }
         tracing::info!(
             executor_id = %engine.config.executor_id,
             workflows = engine.registry.len(),

@@ -150,6 +150,11 @@ pub struct WorkflowStatus {
     pub recovery_attempts: i32,
 }
 
+/// A moment on the database's clock (ms since the epoch): recovery takes only the
+/// executions started before it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Since(i64);
+
 /// The database side of the runtime.
 pub(crate) struct Store {
     pool: PgPool,
@@ -275,6 +280,15 @@ impl Store {
             .map_err(|e| Error::db(format!("reading workflow `{id}`"), e))
     }
 
+    /// The database's clock now, for [`claim_pending`](Self::claim_pending).
+    pub async fn now(&self) -> Result<Since> {
+        let ms: i64 = sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| Error::db("reading the database's clock", e))?;
+        Ok(Since(ms))
+    }
+
     /// The recorded steps of several workflows, by workflow and step ID.
     pub async fn steps_of(&self, ids: &[String]) -> Result<HashMap<String, HashMap<i32, StepRecord>>> {
         let rows = sqlx::query(
@@ -333,15 +347,19 @@ impl Store {
     pub async fn claim_pending(
         &self,
         executor_id: &str,
+        since: Since,
         except: &[String],
         after: &str,
         limit: i64,
     ) -> Result<Vec<(PendingWorkflow, i32)>> {
+        // Only executions started before `since`: a workflow this process started (or
+        // claimed from a queue) since then runs already, and claiming it would fence it.
         let rows = sqlx::query(
             "UPDATE workflow_status w
              SET recovery_attempts = w.recovery_attempts + 1, updated_at = clock_timestamp()
              FROM (SELECT workflow_id FROM workflow_status
                    WHERE status = 'PENDING' AND executor_id = $1 AND workflow_id <> ALL($2) AND workflow_id > $3
+                     AND (started_at IS NULL OR started_at < to_timestamp($5::float8 / 1000))
                    ORDER BY workflow_id LIMIT $4 FOR UPDATE) AS c
              WHERE w.workflow_id = c.workflow_id AND w.status = 'PENDING' AND w.executor_id = $1
              RETURNING w.workflow_id, w.name, w.inputs::text AS inputs, w.recovery_attempts, w.queue_name,
@@ -351,6 +369,7 @@ impl Store {
         .bind(except)
         .bind(after)
         .bind(limit)
+        .bind(since.0)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| Error::db(format!("claiming the PENDING workflows of executor `{executor_id}`"), e))?;

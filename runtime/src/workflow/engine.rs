@@ -16,7 +16,7 @@ use crate::queue::{INTERNAL_QUEUE, Queue};
 use crate::registry::{Registry, WorkflowSpec};
 use crate::supervise::{Supervisor, panic_message};
 use crate::store::{
-    Claimed, Finish, NewWorkflow, Outcome, Owner, PendingWorkflow, StepRecord, Store, WorkflowState, error_json, holds_nul,
+    Claimed, Finish, NewWorkflow, Outcome, Owner, PendingWorkflow, Since, StepRecord, Store, WorkflowState, error_json, holds_nul,
     refuse_nul,
 };
 use crate::workflow::call::StartOptions;
@@ -29,6 +29,8 @@ static CURRENT: RwLock<Option<Arc<Engine>>> = RwLock::new(None);
 
 /// How many PENDING workflows recovery claims and starts at a time.
 const RECOVERY_BATCH: i64 = 200;
+/// Recovery starts no batch while this many workflows run in the process.
+const RECOVERY_IN_FLIGHT: usize = 1_000;
 
 /// How long shutdown waits for the database pool's connections to come back.
 const POOL_CLOSE: Duration = Duration::from_secs(2);
@@ -389,12 +391,16 @@ impl Engine {
     /// its inputs kept. A first pass goes through them in ID order; then passes from
     /// the start, skipping what runs here, until one finds nothing (a row another
     /// statement held while the first pass went by).
-    pub async fn recover(self: &Arc<Self>) -> Result<usize> {
+    pub async fn recover(self: &Arc<Self>, since: Since) -> Result<usize> {
         let mut resumed = 0;
         let mut after = String::new();
         let mut from_start = false;
         loop {
-            while self.room() == 0 && !self.is_shutting_down() {
+            // Paced: a few batches in flight at a time, so that thousands of
+            // recovered workflows do not crowd out the heartbeat and the receivers.
+            while (self.room() == 0 || self.running.load(Ordering::SeqCst) >= RECOVERY_IN_FLIGHT)
+                && !self.is_shutting_down()
+            {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             if self.is_shutting_down() {
@@ -402,7 +408,7 @@ impl Engine {
             }
             let except = if from_start { self.running_now() } else { Vec::new() };
             let limit = RECOVERY_BATCH.min(self.room() as i64).max(1);
-            let batch = self.store.claim_pending(&self.config.executor_id, &except, &after, limit).await?;
+            let batch = self.store.claim_pending(&self.config.executor_id, since, &except, &after, limit).await?;
             match batch.iter().map(|(w, _)| w.id.clone()).max() {
                 Some(last) => after = last,
                 None if from_start && after.is_empty() => return Ok(resumed),
@@ -417,10 +423,10 @@ impl Engine {
 
     /// Runs [`recover`](Self::recover) until it completes, retrying through database
     /// outages; logs what it resumed.
-    pub async fn recover_in_background(self: Arc<Self>) {
+    pub async fn recover_in_background(self: Arc<Self>, since: Since) {
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.recover().await {
+            match self.recover(since).await {
                 Ok(0) => return,
                 Ok(resumed) => return tracing::info!(resumed, "exactly: recovered PENDING workflows"),
                 Err(e) => {
@@ -446,8 +452,9 @@ impl Engine {
     /// anew, since no task runs them any more. Workflows started here after the end
     /// keep running.
     pub async fn recover_after_takeover(self: &Arc<Self>) -> Result<usize> {
+        let since = self.store.now().await?;
         self.end_all_workflows();
-        self.recover().await
+        self.recover(since).await
     }
 
     async fn resume(self: &Arc<Self>, pending: Vec<(PendingWorkflow, i32)>) -> Result<usize> {
