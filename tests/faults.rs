@@ -1,17 +1,17 @@
 //! The fault-injection harness: a Kafka workload and an SQS workload, each run by
 //! worker processes (this test binary run again in a child role), while a seeded
 //! schedule of faults hits them: SIGKILL of a worker (restarted after a random
-//! delay), a Kafka broker restart, a PostgreSQL restart, a partition rebalance (a
-//! worker joins the group, then leaves). Afterwards every message is checked: one
-//! workflow, SUCCESS, each of its three steps checkpointed once with its side effect
-//! recorded once, nothing missing; and a step body ran more than once only where a
-//! kill explains it. See RELIABILITY.md.
+//! delay), a Kafka broker restart, two broker restarts within seconds, a PostgreSQL
+//! restart, a partition rebalance (a worker joins the group, then leaves).
+//! Afterwards every message is checked: one workflow, SUCCESS, each of its three
+//! steps checkpointed once with its side effect recorded once, nothing missing; and
+//! a step body ran more than once only where a kill explains it. See RELIABILITY.md.
 //!
 //! Short mode (the default, part of `dev/test`): a few thousand messages and about
 //! twenty faults. Long mode: `EXACTLY_FAULTS=long` (or `dev/faults --long`).
 //! `EXACTLY_FAULTS_SEED=N` replays a schedule; `EXACTLY_FAULTS_KINDS=kill,db`
-//! limits the fault kinds (kill, broker, db, rebalance); `EXACTLY_FAULTS_SCALE=0.2`
-//! scales messages and faults of the mode.
+//! limits the fault kinds (kill, broker, broker-twice, db, rebalance);
+//! `EXACTLY_FAULTS_SCALE=0.2` scales messages and faults of the mode.
 //!
 //! The only tests of their binary (cargo runs test binaries one after another),
 //! because they restart the servers every test uses with `dev/services restart`.
@@ -24,10 +24,11 @@ mod sqs_support;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use exactly::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
 use exactly::kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use exactly::kafka::{ClientConfig, KafkaConsumerOptions};
 use exactly::sqs::SqsConsumerOptions;
@@ -195,7 +196,32 @@ async fn kafka_worker() {
         .await
         .expect("worker launch");
     println!("READY");
+    tokio::spawn(watch_health(runtime.clone()));
     runtime.until_shutdown_signal().await.unwrap();
+}
+
+/// Tells the harness (on stdout, `HEALTH` lines) when a receiver goes into or out
+/// of `rebuilding` or `failed`, with its last error: the workers have no log
+/// subscriber, and a consumer rebuilt after a fatal error shows nowhere else.
+async fn watch_health(runtime: Runtime) {
+    let watched = |state| matches!(state, exactly::ReceiverState::Rebuilding | exactly::ReceiverState::Failed);
+    let mut last: HashMap<String, (exactly::ReceiverState, SystemTime)> = HashMap::new();
+    loop {
+        for receiver in runtime.health().receivers {
+            let now = (receiver.state, receiver.since);
+            let before = last.insert(receiver.name.clone(), now);
+            let changed = before.is_none_or(|b| b != now);
+            if changed && (watched(receiver.state) || before.is_some_and(|b| watched(b.0))) {
+                println!(
+                    "HEALTH {} {}: {}",
+                    receiver.state.as_str().replace(' ', "-"),
+                    receiver.name,
+                    receiver.last_error.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// An SQS worker, until SIGKILL or SIGTERM.
@@ -214,6 +240,7 @@ async fn sqs_worker() {
         .await
         .expect("worker launch");
     println!("READY");
+    tokio::spawn(watch_health(runtime.clone()));
     runtime.until_shutdown_signal().await.unwrap();
 }
 
@@ -245,16 +272,29 @@ impl Rng {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
     Kill,
+    /// `dev/services restart kafka`.
     Broker,
+    /// The broker restarted twice within seconds: `dev/services restart kafka`, a
+    /// pause of 1–5 s (`hold`) with the broker up, then a second restart. Each
+    /// outage outlasts the session timeout (6 s): librdkafka drops the member ID,
+    /// loses the assignment and rejoins, and an offset commit it deferred meanwhile
+    /// can reach the coordinator without the member ID the broker holds for the
+    /// `group.instance.id`: FENCED_INSTANCE_ID, a fatal error. A consumer left in
+    /// that state consumes nothing more (a fresh-machine run lost 330 messages that
+    /// way, seed 394849, after two broker restarts in quick succession).
+    BrokerTwice,
     Db,
     Rebalance,
 }
 
 impl Kind {
+    const ALL: [Kind; 5] = [Kind::Kill, Kind::Broker, Kind::BrokerTwice, Kind::Db, Kind::Rebalance];
+
     fn name(self) -> &'static str {
         match self {
             Kind::Kill => "kill",
             Kind::Broker => "broker",
+            Kind::BrokerTwice => "broker-twice",
             Kind::Db => "db",
             Kind::Rebalance => "rebalance",
         }
@@ -268,7 +308,8 @@ struct Fault {
     kind: Kind,
     /// Kill: which permanent worker.
     worker: usize,
-    /// Kill: until the restart; rebalance: how long the extra worker stays.
+    /// Kill: until the restart; rebalance: how long the extra worker stays;
+    /// broker-twice: the pause between the two restarts.
     hold: Duration,
 }
 
@@ -289,7 +330,13 @@ impl Config {
         let kinds = std::env::var("EXACTLY_FAULTS_KINDS")
             .ok()
             .filter(|k| !k.is_empty())
-            .map(|k| k.split(',').map(|s| s.trim().to_owned()).collect());
+            .map(|k| k.split(',').map(|s| s.trim().to_owned()).collect::<HashSet<String>>());
+        if let Some(kinds) = &kinds {
+            let known: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+            for kind in kinds {
+                assert!(known.contains(&kind.as_str()), "EXACTLY_FAULTS_KINDS: no fault kind {kind:?} (kinds: {known:?})");
+            }
+        }
         let scale = std::env::var("EXACTLY_FAULTS_SCALE").ok().map(|s| s.parse().expect("a number")).unwrap_or(1.0);
         Config { mode: if long { "long" } else { "short" }, seed, kinds, scale }
     }
@@ -345,7 +392,8 @@ impl Config {
                 let hold = match kind {
                     Kind::Kill => Duration::from_millis(rng.range(200, 5_000)),
                     Kind::Rebalance => Duration::from_millis(rng.range(3_000, 10_000)),
-                    _ => Duration::ZERO,
+                    Kind::BrokerTwice => Duration::from_millis(rng.range(1_000, 5_000)),
+                    Kind::Broker | Kind::Db => Duration::ZERO,
                 };
                 faults.push(Fault { at, kind, worker, hold });
             }
@@ -353,6 +401,15 @@ impl Config {
         faults.sort_by_key(|f| f.at);
         faults
     }
+}
+
+/// How many faults of each kind a schedule has.
+fn per_kind(schedule: &[Fault]) -> HashMap<Kind, usize> {
+    let mut counts = HashMap::new();
+    for fault in schedule {
+        *counts.entry(fault.kind).or_insert(0) += 1;
+    }
+    counts
 }
 
 /// Written past libtest's capture, so that the summary shows in `dev/test` too.
@@ -404,14 +461,22 @@ impl Worker {
         let ready = Arc::new(AtomicBool::new(false));
         self.ready = ready.clone();
         let stdout = child.stdout.take().unwrap();
+        let name = self.name.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if line.trim_end().ends_with("READY") {
                     ready.store(true, Ordering::SeqCst);
+                } else if let Some(health) = line.strip_prefix("HEALTH ") {
+                    if health.starts_with("rebuilding ") {
+                        REBUILDS.fetch_add(1, Ordering::SeqCst);
+                    }
+                    say(&format!("faults: worker {name}: receiver {health}"));
                 }
             }
         });
+        let started = chrono_now();
+        PIDS.lock().unwrap().get_or_insert_with(HashMap::new).insert(child.id(), format!("{}, started {started}", self.name));
         self.child = Some(child);
         self.restart_at = None;
     }
@@ -459,14 +524,39 @@ impl Drop for Worker {
     }
 }
 
+/// Every worker process of this test process: its worker's name and start time,
+/// to name the processes of a repeated step in a report.
+static PIDS: Mutex<Option<HashMap<u32, String>>> = Mutex::new(None);
+
+fn worker_of(pid: u32) -> String {
+    PIDS.lock().unwrap().as_ref().and_then(|p| p.get(&pid).cloned()).unwrap_or_else(|| "no worker".to_owned())
+}
+
+/// The time of day (UTC), as PostgreSQL's `HH24:MI:SS.MS` prints it.
+fn chrono_now() -> String {
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let s = t.as_secs() % 86_400;
+    format!("{:02}:{:02}:{:02}.{:03}", s / 3600, s / 60 % 60, s % 60, t.subsec_millis())
+}
+
+/// Receivers that went into `rebuilding` in the workers (a consumer closed and
+/// created again after a fatal error), from their `HEALTH` lines. The workloads
+/// take turns, so a run counts the difference.
+static REBUILDS: AtomicUsize = AtomicUsize::new(0);
+
 #[derive(Debug, Default, Clone)]
 struct Counts {
     kills: usize,
+    /// `broker` faults: one restart each.
     broker_restarts: usize,
+    /// `broker-twice` faults: two restarts each.
+    broker_twice: usize,
     db_restarts: usize,
     rebalances: usize,
     unexpected_exits: usize,
     unclean_stops: usize,
+    /// Receivers rebuilt in the workers during the run.
+    rebuilds: usize,
     killed_pids: HashSet<u32>,
 }
 
@@ -533,21 +623,36 @@ impl Fleet {
                 self.counts.killed_pids.insert(pid);
                 say(&format!("faults: {t:7.1}s SIGKILL {} (pid {pid}), restart in {:?}", worker.name, fault.hold));
             }
-            Kind::Broker | Kind::Db => {
+            // One server restart at a time (a broker-twice holds the slot through both
+            // of its restarts): `dev/services` is not run twice at once, and a
+            // restart never lands in the middle of another.
+            Kind::Broker | Kind::BrokerTwice | Kind::Db => {
                 if service.as_ref().is_some_and(|s| !s.is_finished()) {
                     return false;
                 }
                 if let Some(done) = service.take() {
                     done.join().expect("the restart thread");
                 }
-                let name = if fault.kind == Kind::Broker { "kafka" } else { "postgres" };
-                if fault.kind == Kind::Broker {
-                    self.counts.broker_restarts += 1;
-                } else {
-                    self.counts.db_restarts += 1;
+                let name = if fault.kind == Kind::Db { "postgres" } else { "kafka" };
+                match fault.kind {
+                    Kind::Broker => self.counts.broker_restarts += 1,
+                    Kind::BrokerTwice => self.counts.broker_twice += 1,
+                    _ => self.counts.db_restarts += 1,
                 }
-                say(&format!("faults: {t:7.1}s dev/services restart {name}"));
-                *service = Some(std::thread::spawn(move || common::restart_service(name)));
+                if fault.kind == Kind::BrokerTwice {
+                    let pause = fault.hold;
+                    say(&format!("faults: {t:7.1}s dev/services restart {name} (1 of 2, then {pause:?} up, then again)"));
+                    *service = Some(std::thread::spawn(move || {
+                        common::restart_service(name);
+                        std::thread::sleep(pause);
+                        let t = started.elapsed().as_secs_f64();
+                        say(&format!("faults: {t:7.1}s dev/services restart {name} (2 of 2)"));
+                        common::restart_service(name);
+                    }));
+                } else {
+                    say(&format!("faults: {t:7.1}s dev/services restart {name}"));
+                    *service = Some(std::thread::spawn(move || common::restart_service(name)));
+                }
             }
             Kind::Rebalance => {
                 if self.extra.is_some() {
@@ -571,6 +676,7 @@ impl Fleet {
         let mut pending: std::collections::VecDeque<Fault> = schedule.into();
         let mut service: Option<std::thread::JoinHandle<()>> = None;
         let mut leave_at: Option<Instant> = None;
+        let rebuilds_before = REBUILDS.load(Ordering::SeqCst);
         while !stop.load(Ordering::SeqCst) {
             self.supervise();
             if let Some(fault) = pending.front().cloned()
@@ -612,8 +718,29 @@ impl Fleet {
                 self.counts.unclean_stops += 1;
             }
         }
+        self.counts.rebuilds = REBUILDS.load(Ordering::SeqCst) - rebuilds_before;
         self.counts.clone()
     }
+}
+
+/// Waits until every fault is applied. A fault thread that stopped meanwhile (a
+/// `dev/services restart` that failed) fails the run at once, with its panic,
+/// instead of after the 600 s wait.
+async fn faults_applied(
+    fleet_thread: std::thread::JoinHandle<Counts>,
+    faults_done: &AtomicBool,
+) -> std::thread::JoinHandle<Counts> {
+    kafka_common::wait_until(Duration::from_secs(600), "every fault applied", || async {
+        faults_done.load(Ordering::SeqCst) || fleet_thread.is_finished()
+    })
+    .await;
+    if fleet_thread.is_finished() && !faults_done.load(Ordering::SeqCst) {
+        match fleet_thread.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(_) => panic!("the fault thread stopped before applying every fault"),
+        }
+    }
+    fleet_thread
 }
 
 // ---------------------------------------------------------------- verification
@@ -625,6 +752,8 @@ struct Verdict {
     stuck: Vec<String>,
     executions_repeated: i64,
     unexplained: Vec<String>,
+    /// Kafka: running workers that are no member of the group at the end.
+    absent: Vec<String>,
 }
 
 /// Retries a read while PostgreSQL restarts.
@@ -717,11 +846,25 @@ async fn verify(pool: &sqlx::PgPool, prefix: &str, expected: &HashMap<String, u6
     .await
     .into_iter()
     .collect();
-    let executions: Vec<(String, i32, i64, i64)> = read("executions", || async {
+    // Per step: its executions, their processes (in order) and, for a report, when
+    // each ran, the workflow's executor and start count, and when the step was
+    // checkpointed.
+    let executions: Vec<(String, i32, i64, i64, Vec<i32>, String)> = read("executions", || async {
         sqlx::query_as(
-            "SELECT workflow_id, step_id, count(*),
-                    count(*) FILTER (WHERE pid = ANY($1))
-             FROM public.executions GROUP BY 1, 2",
+            "SELECT e.workflow_id, e.step_id, count(*),
+                    count(*) FILTER (WHERE e.pid = ANY($1)),
+                    array_agg(e.pid ORDER BY e.at),
+                    CASE WHEN count(*) > 1 THEN
+                        string_agg(to_char(e.at, 'HH24:MI:SS.MS'), ', ' ORDER BY e.at)
+                        || '; workflow executor ' || coalesce(min(w.executor_id), '-')
+                        || ', started ' || min(w.recovery_attempts) || ' time(s), created '
+                        || coalesce(to_char(min(w.created_at), 'HH24:MI:SS.MS'), '-')
+                        || ', step checkpointed ' || coalesce(to_char(min(o.completed_at), 'HH24:MI:SS.MS'), 'never')
+                    ELSE '' END
+             FROM public.executions e
+             LEFT JOIN exactly.workflow_status w ON w.workflow_id = e.workflow_id
+             LEFT JOIN exactly.operation_outputs o ON o.workflow_id = e.workflow_id AND o.step_id = e.step_id
+             GROUP BY 1, 2",
         )
         .bind(counts.killed_pids.iter().map(|p| *p as i32).collect::<Vec<i32>>())
         .fetch_all(pool)
@@ -754,13 +897,21 @@ async fn verify(pool: &sqlx::PgPool, prefix: &str, expected: &HashMap<String, u6
             verdict.duplicated.push(format!("{id}: a workflow for no produced message"));
         }
     }
-    for (id, step, runs, in_killed) in executions {
+    for (id, step, runs, in_killed, pids, when) in executions {
         if runs > 1 {
             verdict.executions_repeated += runs - 1;
             // Every execution but the last must have died with a killed process.
             if in_killed < runs - 1 {
+                let processes: Vec<String> = pids
+                    .iter()
+                    .map(|&pid| {
+                        let killed = if counts.killed_pids.contains(&(pid as u32)) { ", killed" } else { "" };
+                        format!("pid {pid} ({}{killed})", worker_of(pid as u32))
+                    })
+                    .collect();
                 verdict.unexplained.push(format!(
-                    "{id} step {step}: {runs} executions, only {in_killed} of them in killed workers"
+                    "{id} step {step}: {runs} executions, only {in_killed} of them in killed workers: in {} at {when}",
+                    processes.join(", ")
                 ));
             }
         }
@@ -768,12 +919,38 @@ async fn verify(pool: &sqlx::PgPool, prefix: &str, expected: &HashMap<String, u6
     verdict
 }
 
-fn report(workload: &str, config: &Config, messages: usize, counts: &Counts, verdict: &Verdict, took: Duration) {
+impl Counts {
+    /// How many faults of `kind` were applied.
+    fn applied(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Kill => self.kills,
+            Kind::Broker => self.broker_restarts,
+            Kind::BrokerTwice => self.broker_twice,
+            Kind::Db => self.db_restarts,
+            Kind::Rebalance => self.rebalances,
+        }
+    }
+}
+
+/// Prints the summary line and fails the run on any lost, duplicated or stuck
+/// message, unexplained repeat, unexpected exit, unclean stop, or scheduled fault
+/// not applied (`schedule`: the faults of each kind the schedule had).
+fn report(
+    workload: &str,
+    config: &Config,
+    messages: usize,
+    schedule: &HashMap<Kind, usize>,
+    counts: &Counts,
+    verdict: &Verdict,
+    took: Duration,
+) {
     say(&format!(
-        "faults: messages={messages} kills={} broker_restarts={} db_restarts={} rebalances={} lost={} duplicated={} stuck={} \
-         executions_repeated={} unexplained_repeats={} workload={workload} mode={} seed={} duration={:.0}s",
+        "faults: messages={messages} kills={} broker_restarts={} broker_twice={} db_restarts={} rebalances={} lost={} duplicated={} \
+         stuck={} executions_repeated={} unexplained_repeats={} absent_members={} consumer_rebuilds={} workload={workload} mode={} seed={} \
+         duration={:.0}s",
         counts.kills,
         counts.broker_restarts,
+        counts.broker_twice,
         counts.db_restarts,
         counts.rebalances,
         verdict.lost.len(),
@@ -781,10 +958,20 @@ fn report(workload: &str, config: &Config, messages: usize, counts: &Counts, ver
         verdict.stuck.len(),
         verdict.executions_repeated,
         verdict.unexplained.len(),
+        verdict.absent.len(),
+        counts.rebuilds,
         config.mode,
         config.seed,
         took.as_secs_f64(),
     ));
+    let not_applied: Vec<String> = Kind::ALL
+        .iter()
+        .filter(|&&kind| counts.applied(kind) != schedule.get(&kind).copied().unwrap_or(0))
+        .map(|&kind| format!("{} {} of {}", kind.name(), counts.applied(kind), schedule.get(&kind).copied().unwrap_or(0)))
+        .collect();
+    if !not_applied.is_empty() {
+        say(&format!("faults: {workload}: faults applied differ from the schedule: {}", not_applied.join(", ")));
+    }
     if counts.unexpected_exits > 0 || counts.unclean_stops > 0 {
         say(&format!(
             "faults: {workload}: {} unexpected worker exits, {} unclean stops",
@@ -796,6 +983,7 @@ fn report(workload: &str, config: &Config, messages: usize, counts: &Counts, ver
         ("duplicated", &verdict.duplicated),
         ("stuck", &verdict.stuck),
         ("unexplained repeat", &verdict.unexplained),
+        ("absent member", &verdict.absent),
     ] {
         for line in list.iter().take(20) {
             say(&format!("faults: {workload}: {what}: {line}"));
@@ -808,17 +996,21 @@ fn report(workload: &str, config: &Config, messages: usize, counts: &Counts, ver
         && verdict.duplicated.is_empty()
         && verdict.stuck.is_empty()
         && verdict.unexplained.is_empty()
+        && verdict.absent.is_empty()
         && counts.unexpected_exits == 0
-        && counts.unclean_stops == 0);
+        && counts.unclean_stops == 0
+        && not_applied.is_empty());
     assert!(
         !failed,
-        "{workload}: lost={} duplicated={} stuck={} unexplained_repeats={} unexpected_exits={} unclean_stops={} (replay with EXACTLY_FAULTS={} EXACTLY_FAULTS_SEED={})",
+        "{workload}: lost={} duplicated={} stuck={} unexplained_repeats={} absent_members={} unexpected_exits={} unclean_stops={} faults_not_applied={:?} (replay with EXACTLY_FAULTS={} EXACTLY_FAULTS_SEED={})",
         verdict.lost.len(),
         verdict.duplicated.len(),
         verdict.stuck.len(),
         verdict.unexplained.len(),
+        verdict.absent.len(),
         counts.unexpected_exits,
         counts.unclean_stops,
+        not_applied,
         config.mode,
         config.seed
     );
@@ -857,12 +1049,15 @@ fn kafka_workload_under_faults() {
     let config = Config::from_env();
     let mut rng = Rng::new(config.seed ^ 0x6b61_666b_61);
     let (messages, rate, counts, drain) = if config.long() {
-        (90_000, 100.0, [(Kind::Kill, 40), (Kind::Broker, 10), (Kind::Db, 15), (Kind::Rebalance, 15)], 900)
+        // broker-twice last: a seed gives the faults it gave before this kind, plus these.
+        let counts = [(Kind::Kill, 40), (Kind::Broker, 10), (Kind::Db, 15), (Kind::Rebalance, 15), (Kind::BrokerTwice, 4)];
+        (90_000, 100.0, counts, 900)
     } else {
-        (2_000, 40.0, [(Kind::Kill, 5), (Kind::Broker, 2), (Kind::Db, 2), (Kind::Rebalance, 3)], 180)
+        (2_000, 40.0, [(Kind::Kill, 5), (Kind::Broker, 2), (Kind::Db, 2), (Kind::Rebalance, 3), (Kind::BrokerTwice, 1)], 180)
     };
     let workers = 2;
     let (messages, schedule) = config.plan("kafka", &mut rng, messages, rate, &counts, workers);
+    let scheduled = per_kind(&schedule);
     common::block_on(async move {
         let (url, pool) = prepare_database("exactly_faults_kafka").await;
         let topic = kafka_common::unique("exactly-faults");
@@ -920,18 +1115,71 @@ fn kafka_workload_under_faults() {
         let expected: HashMap<String, u64> =
             sent.iter().map(|(n, p, o)| (format!("{prefix}{p}:{o}"), *n)).collect();
         assert_eq!(expected.len(), messages, "every message has an offset of its own");
-        kafka_common::wait_until(Duration::from_secs(600), "every fault applied", || async {
-            faults_done.load(Ordering::SeqCst)
-        })
-        .await;
+        let fleet_thread = faults_applied(fleet_thread, &faults_done).await;
         quiesce(&pool, &prefix, messages, Duration::from_secs(drain), async || true).await;
+        let instances: Vec<String> = (0..workers).map(|i| format!("kafka-w{i}")).collect();
+        let absent = absent_members(&group, &instances).await;
         stop.store(true, Ordering::SeqCst);
         let counts = tokio::task::spawn_blocking(move || fleet_thread.join().expect("the fault thread"))
             .await
             .unwrap();
-        let verdict = verify(&pool, &prefix, &expected, &counts).await;
-        report("kafka", &config, messages, &counts, &verdict, started.elapsed());
+        let mut verdict = verify(&pool, &prefix, &expected, &counts).await;
+        verdict.absent = absent;
+        report("kafka", &config, messages, &scheduled, &counts, &verdict, started.elapsed());
     });
+}
+
+/// The permanent workers (by `group.instance.id`) that are no member of `group`
+/// once everything is consumed, while they still run. A consumer that librdkafka
+/// failed for good (fenced: a fatal error) and that nobody replaced leaves the group
+/// when its session times out (6 s) and consumes nothing more; its partitions go to
+/// the other workers, so no message need be lost for it to go unseen otherwise. The
+/// group must show every worker (the broker names a static member
+/// `<group.instance.id>-<uuid>`) in a stable group, with the same members again
+/// after longer than the session timeout; within 60 s.
+async fn absent_members(group: &str, instances: &[String]) -> Vec<String> {
+    let describe = {
+        let group = group.to_owned();
+        move || -> Result<(String, Vec<String>), String> {
+            let client: BaseConsumer =
+                ClientConfig::new().set("bootstrap.servers", kafka_common::bootstrap()).create().map_err(|e| e.to_string())?;
+            let list = client.fetch_group_list(Some(&group), Duration::from_secs(5)).map_err(|e| e.to_string())?;
+            let info = list.groups().first().ok_or("no such group")?;
+            let mut members: Vec<String> = info.members().iter().map(|m| m.id().to_owned()).collect();
+            members.sort();
+            Ok((info.state().to_owned(), members))
+        }
+    };
+    let missing = |members: &[String]| -> Vec<String> {
+        instances.iter().filter(|i| !members.iter().any(|m| m.starts_with(&format!("{i}-")))).cloned().collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut settled: Option<Vec<String>> = None;
+    loop {
+        let described = tokio::task::spawn_blocking(describe.clone()).await.unwrap();
+        let complete = match &described {
+            Ok((state, members)) => state == "Stable" && missing(members).is_empty(),
+            Err(_) => false,
+        };
+        match (&described, &settled) {
+            (Ok((_, members)), Some(before)) if complete && members == before => return Vec::new(),
+            (Ok((_, members)), _) if complete => {
+                settled = Some(members.clone());
+                tokio::time::sleep(Duration::from_secs(8)).await;
+                continue;
+            }
+            _ => settled = None,
+        }
+        if Instant::now() > deadline {
+            let (why, absent) = match described {
+                Ok((state, members)) => (format!("group {state}, members {members:?}"), missing(&members)),
+                Err(e) => (format!("describing the group: {e}"), instances.to_vec()),
+            };
+            let absent = if absent.is_empty() { instances.to_vec() } else { absent };
+            return absent.into_iter().map(|i| format!("worker {i} (still running) is no member of {group}: {why}")).collect();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Produces `messages` JSON messages `{"n": i}` at `rate` a second, keyed over 32
@@ -980,6 +1228,7 @@ fn sqs_workload_under_faults() {
     };
     let workers = 2;
     let (messages, schedule) = config.plan("sqs", &mut rng, messages, rate, &counts, workers);
+    let scheduled = per_kind(&schedule);
     common::block_on(async move {
         let (url, pool) = prepare_database("exactly_faults_sqs").await;
         let client = sqs_support::client();
@@ -1021,10 +1270,7 @@ fn sqs_workload_under_faults() {
         say(&format!("faults: sqs: {} messages sent in {:.0}s", sent.len(), started.elapsed().as_secs_f64()));
         let expected: HashMap<String, u64> = sent.iter().map(|(n, id)| (format!("{prefix}{id}"), *n)).collect();
         assert_eq!(expected.len(), messages, "every message has an ID of its own");
-        kafka_common::wait_until(Duration::from_secs(600), "every fault applied", || async {
-            faults_done.load(Ordering::SeqCst)
-        })
-        .await;
+        let fleet_thread = faults_applied(fleet_thread, &faults_done).await;
         let empty = async || sqs_support::messages_left(&client, &queue_url).await == 0;
         quiesce(&pool, &prefix, messages, Duration::from_secs(drain), empty).await;
         stop.store(true, Ordering::SeqCst);
@@ -1032,7 +1278,7 @@ fn sqs_workload_under_faults() {
             .await
             .unwrap();
         let verdict = verify(&pool, &prefix, &expected, &counts).await;
-        report("sqs", &config, messages, &counts, &verdict, started.elapsed());
+        report("sqs", &config, messages, &scheduled, &counts, &verdict, started.elapsed());
     });
 }
 
