@@ -2,11 +2,12 @@
 //!
 //! No message may stop a partition or a queue. A value taken from a message that
 //! goes into an ID or an indexed column is made safe first ([`safe_key`]). And if
-//! PostgreSQL still refuses a batch for its data (not for an outage: the writer
-//! waits those out), the batch is split until the refused messages are alone; each
-//! of them becomes a rejected row under its own ID, with the database's reason
-//! (and the message, as base64 if the database refuses it as text), and the others
-//! go through in their order.
+//! PostgreSQL still refuses a batch for its data (a data exception, a constraint or
+//! a size limit; not an outage, which the writer waits out, nor a fault such as a
+//! trigger that raises, which holds the batch until it is cured), the batch is
+//! split until the refused messages are alone; each of them becomes a rejected row
+//! under its own ID, with the database's reason (and the message, as base64 if the
+//! database refuses it as text), and the others go through in their order.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -89,10 +90,14 @@ fn opaque(rejected: BatchStart, start: &BatchStart, reason: &str) -> BatchStart 
     BatchStart { inputs: serde_json::Value::Array(vec![record]).to_string(), ..rejected }
 }
 
-/// A write the database refused for what it holds. The writer retries connection
-/// failures itself until they pass, so a database error that reaches here is one.
+/// A write the database refused for what it holds: a data exception (SQLSTATE class
+/// 22, e.g. a NUL in text), an integrity constraint (23) or a limit such as an index
+/// entry's size (54). Any other failure (a trigger that raises, a missing table) is
+/// no reason to give up on a message: the batch is held and retried until it is
+/// cured. (The writer retries connection failures itself.)
 fn refused_data(e: &Error) -> bool {
-    matches!(e, Error::Database { .. })
+    let Error::Database { source: sqlx::Error::Database(db), .. } = e else { return false };
+    db.code().is_some_and(|code| ["22", "23", "54"].iter().any(|class| code.starts_with(class)))
 }
 
 #[cfg(test)]
