@@ -27,6 +27,14 @@ use crate::workflow::lease::Lease;
 /// outside any workflow.
 static CURRENT: RwLock<Option<Arc<Engine>>> = RwLock::new(None);
 
+/// Where recovery stands: the last workflow ID its pass claimed, and whether the pass
+/// is one from the start (which skips the workflows running here).
+#[derive(Debug, Default)]
+pub(crate) struct RecoveryCursor {
+    after: String,
+    from_start: bool,
+}
+
 /// How many PENDING workflows recovery claims and starts at a time.
 const RECOVERY_BATCH: i64 = 200;
 /// Recovery starts no batch while this many workflows run in the process.
@@ -391,10 +399,9 @@ impl Engine {
     /// its inputs kept. A first pass goes through them in ID order; then passes from
     /// the start, skipping what runs here, until one finds nothing (a row another
     /// statement held while the first pass went by).
-    pub async fn recover(self: &Arc<Self>, since: Since) -> Result<usize> {
+    pub async fn recover(self: &Arc<Self>, since: Since, cursor: &mut RecoveryCursor) -> Result<usize> {
+        let RecoveryCursor { after, from_start } = cursor;
         let mut resumed = 0;
-        let mut after = String::new();
-        let mut from_start = false;
         loop {
             // Paced: a few batches in flight at a time, so that thousands of
             // recovered workflows do not crowd out the heartbeat and the receivers.
@@ -406,14 +413,15 @@ impl Engine {
             if self.is_shutting_down() {
                 return Ok(resumed);
             }
-            let except = if from_start { self.running_now() } else { Vec::new() };
+            // The first pass needs no exclusions: what it started lies behind its cursor.
+            let except = if *from_start { self.running_now() } else { Vec::new() };
             let limit = RECOVERY_BATCH.min(self.room() as i64).max(1);
-            let batch = self.store.claim_pending(&self.config.executor_id, since, &except, &after, limit).await?;
+            let batch = self.store.claim_pending(&self.config.executor_id, since, &except, after, limit).await?;
             match batch.iter().map(|(w, _)| w.id.clone()).max() {
-                Some(last) => after = last,
-                None if from_start && after.is_empty() => return Ok(resumed),
+                Some(last) => *after = last,
+                None if *from_start && after.is_empty() => return Ok(resumed),
                 None => {
-                    (after, from_start) = (String::new(), true);
+                    (*after, *from_start) = (String::new(), true);
                     continue;
                 }
             }
@@ -425,8 +433,11 @@ impl Engine {
     /// outages; logs what it resumed.
     pub async fn recover_in_background(self: Arc<Self>, since: Since) {
         let mut delay = Duration::from_millis(100);
+        // Kept across retries: a retry goes on from where the failed try was, and never
+        // claims again (and so fences) a workflow that try started.
+        let mut cursor = RecoveryCursor::default();
         loop {
-            match self.recover(since).await {
+            match self.recover(since, &mut cursor).await {
                 Ok(0) => return,
                 Ok(resumed) => return tracing::info!(resumed, "exactly: recovered PENDING workflows"),
                 Err(e) => {
@@ -454,7 +465,8 @@ impl Engine {
     pub async fn recover_after_takeover(self: &Arc<Self>) -> Result<usize> {
         let since = self.store.now().await?;
         self.end_all_workflows();
-        self.recover(since).await
+        // Every pass skips what runs in the new generation.
+        self.recover(since, &mut RecoveryCursor { after: String::new(), from_start: true }).await
     }
 
     async fn resume(self: &Arc<Self>, pending: Vec<(PendingWorkflow, i32)>) -> Result<usize> {
