@@ -24,10 +24,31 @@ use futures_util::FutureExt;
 use tokio::sync::watch;
 
 /// The first pause before a stopped part is restarted; it doubles up to [`MAX_RESTART_DELAY`].
-pub(crate) const MIN_RESTART_DELAY: Duration = Duration::from_millis(500);
-pub(crate) const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
+const MIN_RESTART_DELAY: Duration = Duration::from_millis(500);
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
 /// A part that ran this long before stopping restarts after the shortest pause again.
-pub(crate) const STABLE_AFTER: Duration = Duration::from_secs(60);
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// The pauses before a part that keeps stopping is started again, for every
+/// supervised part alike: 0.5 s, doubling to 30 s, back to 0.5 s after a run of a
+/// minute or more.
+pub(crate) struct RestartDelay(Duration);
+
+impl RestartDelay {
+    pub fn new() -> RestartDelay {
+        RestartDelay(MIN_RESTART_DELAY)
+    }
+
+    /// The pause after a run that lasted `ran_for`; the next one is twice as long.
+    pub fn after(&mut self, ran_for: Duration) -> Duration {
+        if ran_for > STABLE_AFTER {
+            self.0 = MIN_RESTART_DELAY;
+        }
+        let delay = self.0;
+        self.0 = (self.0 * 2).min(MAX_RESTART_DELAY);
+        delay
+    }
+}
 
 /// What a receiver is doing, as [`Runtime::health`](crate::Runtime::health) reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,7 +282,7 @@ where
 {
     let supervisor = supervisor.clone();
     tokio::spawn(async move {
-        let mut delay = MIN_RESTART_DELAY;
+        let mut restart = RestartDelay::new();
         loop {
             let started = std::time::Instant::now();
             let ended = AssertUnwindSafe(make()).catch_unwind().await;
@@ -276,13 +297,10 @@ where
                 supervisor.fail(part, &reason);
                 return;
             }
-            if started.elapsed() > STABLE_AFTER {
-                delay = MIN_RESTART_DELAY;
-            }
+            let delay = restart.after(started.elapsed());
             tracing::error!(part, reason, restart_in = ?delay, "exactly: a part of the runtime stopped; restarting it");
             supervisor.restarted(part, &reason);
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(MAX_RESTART_DELAY);
             if supervisor.is_stopping() {
                 return;
             }
@@ -324,5 +342,20 @@ pub(crate) fn fault_point(part: &'static str) {
         ANY_ARMED.store(!armed.is_empty(), Ordering::SeqCst);
         drop(armed);
         panic!("a panic injected into the {part} by a test");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_wait_longer_each_time_and_start_over_after_a_long_run() {
+        let mut restart = RestartDelay::new();
+        let short = Duration::from_secs(1);
+        let pauses: Vec<Duration> = (0..8).map(|_| restart.after(short)).collect();
+        assert_eq!(pauses[..3], [Duration::from_millis(500), Duration::from_secs(1), Duration::from_secs(2)]);
+        assert_eq!(pauses[7], MAX_RESTART_DELAY);
+        assert_eq!(restart.after(STABLE_AFTER + short), MIN_RESTART_DELAY);
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::error::Error;
 use crate::ingest::{self, Reject, safe_key};
-use crate::supervise::{MIN_RESTART_DELAY, Probe, ReceiverState, STABLE_AFTER, panic_message};
+use crate::supervise::{Probe, ReceiverState, RestartDelay, panic_message};
 use crate::workflow::engine::{BatchStart, Engine};
 
 use super::consumer::Ordering;
@@ -46,19 +46,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Runs one poller under supervision: one that panics is started again with
 /// backoff (the batch it held was not deleted: it comes back and deduplicates).
 pub(crate) async fn run(engine: Arc<Engine>, consumer: Arc<Consumer>, mut stop: watch::Receiver<bool>, probe: Arc<Probe>) {
-    let mut delay = MIN_RESTART_DELAY;
+    let mut restart = RestartDelay::new();
     loop {
         let started = Instant::now();
         let ended = AssertUnwindSafe(receive_loop(&engine, &consumer, stop.clone(), &probe)).catch_unwind().await;
         let Err(panic) = ended else { break }; // stopped
-        if started.elapsed() > STABLE_AFTER {
-            delay = MIN_RESTART_DELAY;
-        }
+        let delay = restart.after(started.elapsed());
         let reason = format!("the poller panicked: {}", panic_message(&*panic));
         probe.set(ReceiverState::Rebuilding, Some(&reason));
         tracing::error!(queue_url = %consumer.plan.queue_url, reason, restart_in = ?delay, "exactly: SQS poller stopped; starting it again");
-        if pause(&mut stop, &mut delay).await {
-            break;
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => break,
+            _ = tokio::time::sleep(delay) => {}
         }
     }
     probe.set(ReceiverState::Stopped, None);

@@ -9,7 +9,7 @@ mod rejected;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -22,7 +22,7 @@ use super::consumer::{self, ConsumerDef, validate};
 use super::settings::{self, KafkaSettings, Resolved};
 use crate::error::{Error, Result};
 use crate::registry::WorkflowSpec;
-use crate::supervise::{MAX_RESTART_DELAY, MIN_RESTART_DELAY, Probe, ReceiverState, STABLE_AFTER, panic_message};
+use crate::supervise::{Probe, ReceiverState, RestartDelay, panic_message};
 use crate::workflow::engine::Engine;
 
 pub(crate) use batch::workflow_id;
@@ -249,14 +249,13 @@ fn start(plan: Arc<Plan>, first: Receiver) -> Stoppable {
 
 fn supervise(plan: &Plan, first: Receiver) {
     let mut next = Some(first);
-    let mut delay = MIN_RESTART_DELAY;
+    let mut restart = RestartDelay::new();
     while !plan.control.stopping() {
         let receiver = match next.take().map(Ok).unwrap_or_else(|| plan.create()) {
             Ok(receiver) => receiver,
             Err(e) => {
                 plan.probe.set(ReceiverState::Rebuilding, Some(&format!("cannot create the consumer again: {e}")));
-                plan.control.sleep(delay);
-                delay = (delay * 2).min(MAX_RESTART_DELAY);
+                plan.control.sleep(restart.after(Duration::ZERO));
                 continue;
             }
         };
@@ -266,13 +265,10 @@ fn supervise(plan: &Plan, first: Receiver) {
             Ok(Exit::Fatal(reason)) => format!("the consumer reported a fatal error: {reason}"),
             Err(panic) => format!("the receiver panicked: {}", panic_message(&*panic)),
         };
-        if started.elapsed() > STABLE_AFTER {
-            delay = MIN_RESTART_DELAY;
-        }
+        let delay = restart.after(started.elapsed());
         plan.probe.set(ReceiverState::Rebuilding, Some(&reason));
         tracing::error!(consumer = %plan.name, reason, rebuild_in = ?delay, "exactly: Kafka consumer stopped working; creating it again");
         plan.control.sleep(delay);
-        delay = (delay * 2).min(MAX_RESTART_DELAY);
     }
 }
 
